@@ -1,0 +1,288 @@
+//! Configuration: what to supervise and how.
+//!
+//! Two front ends produce the same [`Config`]: native TOML ([`toml_format`]) and supervisord's
+//! INI dialect ([`ini_format`]). Everything after parsing works only on these types, so the two
+//! formats cannot behave differently. Parsing validates completely (file:line on every error)
+//! before anything is started.
+
+pub mod expand;
+pub mod ini_format;
+pub mod toml_format;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Default address of the HTTP endpoint (`/metrics`, `/healthz`, ...): reachable from outside the
+/// container so Prometheus can scrape it.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9469";
+/// Default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/supervisor.sock";
+/// Default global shutdown budget: below Docker's 10 s so `docker stop` never needs SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// The file this configuration was read from (the top-level one).
+    pub source: PathBuf,
+    /// Global settings (`[supervisor]` in TOML, `[supervisord]` in INI).
+    pub settings: Settings,
+    /// Every process to supervise, already expanded (`numprocs`), sorted by (priority, name).
+    pub programs: Vec<ProgramSpec>,
+    /// Things accepted but ignored (one line each), logged once at start-up.
+    #[serde(skip)]
+    pub notices: Vec<String>,
+}
+
+/// Global settings. `None` means "not set in the file": the command line or the default applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Settings {
+    /// `metrics_addr`: where the HTTP endpoint listens; `Some(None)` means `off`.
+    pub metrics_addr: Option<Option<SocketAddr>>,
+    /// `socket`: the control socket path.
+    pub socket: Option<PathBuf>,
+    /// `log_format`: `json` or `text`.
+    pub log_format: Option<LogFormat>,
+    /// `probe`: `auto`, `on` or `off` (eBPF forensics).
+    pub probe: Option<ProbeMode>,
+    /// `shutdown_timeout`: the global budget for stopping everything.
+    pub shutdown_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// When a program that exited is started again (supervisord's `autorestart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoRestart {
+    /// `true`: always.
+    Always,
+    /// `false`: never.
+    Never,
+    /// `unexpected`: only when the exit code is not in `exitcodes`.
+    Unexpected,
+}
+
+/// Where a program's stdout or stderr goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum LogTarget {
+    /// Forwarded line by line to the supervisor's own stdout, tagged with the program.
+    Stdout,
+    /// Forwarded line by line to the supervisor's own stderr, tagged with the program.
+    Stderr,
+    /// Discarded (`NONE`).
+    Discard,
+    /// Written to a file, rotated when it reaches `max_bytes` (0: never), keeping `backups` old files.
+    File { path: PathBuf, max_bytes: u64, backups: u32 },
+}
+
+/// Where in which file something was written, for error messages and `check` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// One supervised process (after `numprocs` expansion).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProgramSpec {
+    /// The process name (`process_name` expanded; equal to the program name when numprocs = 1).
+    pub name: String,
+    /// The group it belongs to: `[group:x]`, or the program name when numprocs > 1.
+    pub group: Option<String>,
+    /// argv; `command[0]` is looked up in PATH when it contains no `/`.
+    pub command: Vec<String>,
+    pub directory: Option<PathBuf>,
+    /// User (name or numeric uid) to run as; requires the supervisor to be root.
+    pub user: Option<String>,
+    /// Extra environment, added to the supervisor's own.
+    pub environment: Vec<(String, String)>,
+    pub umask: Option<u32>,
+    pub autostart: bool,
+    pub autorestart: AutoRestart,
+    pub exitcodes: Vec<i32>,
+    #[serde(with = "secs")]
+    pub startsecs: Duration,
+    pub startretries: u32,
+    /// Signal number sent to stop the program.
+    pub stopsignal: i32,
+    #[serde(with = "secs")]
+    pub stopwaitsecs: Duration,
+    pub stopasgroup: bool,
+    pub killasgroup: bool,
+    pub priority: i32,
+    pub redirect_stderr: bool,
+    pub stdout: LogTarget,
+    pub stderr: LogTarget,
+    /// A critical program that stops for good makes the supervisor stop everything and exit with
+    /// the program's exit code.
+    pub critical: bool,
+    /// Where the program was defined.
+    pub defined_at: Location,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+impl ProgramSpec {
+    /// Supervisord's defaults for a program called `name`, running `command`.
+    pub fn new(name: &str, command: Vec<String>, defined_at: Location) -> Self {
+        ProgramSpec {
+            name: name.to_string(),
+            group: None,
+            command,
+            directory: None,
+            user: None,
+            environment: Vec::new(),
+            umask: None,
+            autostart: true,
+            autorestart: AutoRestart::Unexpected,
+            exitcodes: vec![0],
+            startsecs: Duration::from_secs(1),
+            startretries: 3,
+            stopsignal: libc::SIGTERM,
+            stopwaitsecs: Duration::from_secs(10),
+            stopasgroup: false,
+            killasgroup: false,
+            priority: 999,
+            redirect_stderr: false,
+            stdout: LogTarget::Stdout,
+            stderr: LogTarget::Stderr,
+            critical: false,
+            defined_at,
+        }
+    }
+
+    /// The same program except for things that do not need a restart to apply? No: any change
+    /// to the spec restarts the program on reload; `defined_at` alone does not count.
+    pub fn same_as(&self, other: &ProgramSpec) -> bool {
+        let mut a = self.clone();
+        a.defined_at = other.defined_at.clone();
+        a == *other
+    }
+}
+
+/// A configuration error: what, where (file:line), and what is allowed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{location}: {key}: {message}")]
+    Invalid { location: Location, key: String, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+}
+
+impl ConfigError {
+    pub fn invalid(file: &Path, line: usize, key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            location: Location { file: file.to_path_buf(), line },
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Loads a configuration file, choosing the format by extension (`.toml` → TOML, `.conf`/`.ini`
+/// → supervisord) or, for other names, by content (a `[program:` or `[supervisord]` section
+/// means supervisord).
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let is_ini = match ext {
+        "toml" => false,
+        "conf" | "ini" => true,
+        _ => text.lines().any(|l| {
+            let l = l.trim_start();
+            l.starts_with("[program:") || l.starts_with("[supervisord]") || l.starts_with("[include]")
+        }),
+    };
+    if is_ini {
+        ini_format::parse(path, &text)
+    } else {
+        toml_format::parse(path, &text)
+    }
+}
+
+/// Parses a signal name as supervisord accepts it (`TERM`, `SIGTERM`, `term`, or a number).
+pub fn parse_signal(s: &str) -> Option<i32> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let up = t.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// The name of a signal (`TERM` → `"SIGTERM"`), or `"SIG<n>"` for unnamed ones.
+pub fn signal_name(sig: i32) -> String {
+    match SIGNALS.iter().find(|(_, v)| *v == sig) {
+        Some((n, _)) => format!("SIG{n}"),
+        None if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) => {
+            format!("SIGRTMIN+{}", sig - libc::SIGRTMIN())
+        }
+        None => format!("SIG{sig}"),
+    }
+}
+
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];

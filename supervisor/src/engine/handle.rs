@@ -1,0 +1,116 @@
+//! The engine's front door: how everything outside the engine task asks it something.
+//!
+//! Requests travel over a bounded channel and are answered through a oneshot, so a caller
+//! that goes away costs the engine nothing, and a full channel makes the caller wait — never
+//! the engine.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{EventBus, ExitCause, History, State};
+
+/// A read-only view of one program, as the engine sees it right now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramStatus {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub state: State,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// When the current (or last) process was spawned.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_ts")]
+    pub start_time: Option<SystemTime>,
+    /// Seconds the current process has been up (only while it is alive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_s: Option<f64>,
+    /// Spawns after the first one.
+    pub restarts: u64,
+    pub autostart: bool,
+    pub critical: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<LastExit>,
+    /// The process group the supervisor created for the current process (== pid), while alive.
+    #[serde(skip)]
+    pub pgid: Option<u32>,
+}
+
+/// How the last process of a program ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastExit {
+    #[serde(serialize_with = "ser_ts")]
+    pub at: SystemTime,
+    pub cause: ExitCause,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// The signal number (for the `last_signal` metric).
+    #[serde(skip)]
+    pub signo: Option<i32>,
+    pub core_dumped: bool,
+    pub expected: bool,
+    /// The exit status as a shell would report it: the code, or 128 + signal.
+    pub status: i32,
+}
+
+fn ser_ts<S: serde::Serializer>(ts: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*ts))
+}
+
+fn ser_opt_ts<S: serde::Serializer>(ts: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(ts) => ser_ts(ts, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// What can be asked of the engine.
+#[derive(Debug)]
+pub enum Request {
+    /// Every program's status, in priority order.
+    Status(oneshot::Sender<Vec<ProgramStatus>>),
+    /// Stop everything in order and exit with `code` (SIGTERM does the same with code 0).
+    Shutdown { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the supervisor engine is not answering (shutting down or wedged)")]
+pub struct EngineGone;
+
+/// A cheap, cloneable handle on the running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(crate) tx: mpsc::Sender<Request>,
+    /// The event stream (subscribe for live events).
+    pub bus: EventBus,
+    /// Recent events, for `/api/events` and `why`.
+    pub history: Arc<History>,
+}
+
+impl EngineHandle {
+    /// Asks the engine for every program's status. Fails if the engine does not answer within
+    /// `timeout` — which is how `/healthz` notices a wedged engine.
+    pub async fn status(&self, timeout: Duration) -> Result<Vec<ProgramStatus>, EngineGone> {
+        let (tx, rx) = oneshot::channel();
+        let ask = async {
+            self.tx.send(Request::Status(tx)).await.map_err(|_| EngineGone)?;
+            rx.await.map_err(|_| EngineGone)
+        };
+        tokio::time::timeout(timeout, ask).await.map_err(|_| EngineGone)?
+    }
+
+    /// Asks the engine to stop everything and exit.
+    pub async fn shutdown(&self, reason: &str) -> Result<(), EngineGone> {
+        self.tx.send(Request::Shutdown { reason: reason.to_string() }).await.map_err(|_| EngineGone)
+    }
+
+    /// A handle with no engine behind it plus the receiving end, for tests of the consumers.
+    pub fn detached(bus: EventBus, history: Arc<History>) -> (Self, mpsc::Receiver<Request>) {
+        let (tx, rx) = mpsc::channel(64);
+        (EngineHandle { tx, bus, history }, rx)
+    }
+}
