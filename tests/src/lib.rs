@@ -1,1 +1,298 @@
+//! End-to-end test harness: runs the real `supervisor` binary — as PID 1 in a fresh PID
+//! namespace (`unshare --pid --fork --mount-proc`) or as a plain child (subreaper mode) — and
+//! reads its JSON log as the user would.
+//!
+//! Every started supervisor is killed (its whole process group) when its [`Sup`] is dropped,
+//! so a hung binary fails its test instead of hanging CI.
 
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The supervisor binary under test: `$SUPERVISOR_BIN`, else target/release, else target/debug.
+pub fn bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SUPERVISOR_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    for profile in ["release", "debug"] {
+        let p = root.join("target").join(profile).join("supervisor");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("supervisor binary not found: run `cargo build --release -p supervisor` or set SUPERVISOR_BIN");
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let base = std::env::temp_dir().join(format!("sup-e2e-{tag}-{}-{}", std::process::id(), unique()));
+        fs::create_dir_all(&base).expect("create temp dir");
+        TempDir(base)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    /// Writes `text` to `name` inside the directory and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).expect("create dir");
+        }
+        fs::write(&p, text).expect("write file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How to run the supervisor.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// PID 1 of a new PID namespace.
+    Pid1,
+    /// A plain child of the test (child subreaper).
+    Child,
+}
+
+/// A running supervisor.
+pub struct Sup {
+    child: Child,
+    pub log_path: PathBuf,
+    pub err_path: PathBuf,
+    pub mode: Mode,
+    exit: Option<i32>,
+    _dir: Option<TempDir>,
+}
+
+impl Sup {
+    /// Starts `supervisor <args>` with stdout/stderr going to files in `dir`.
+    pub fn start(mode: Mode, dir: &Path, args: &[&str]) -> Sup {
+        let log_path = dir.join(format!("supervisor-{}.log", unique()));
+        let err_path = dir.join(format!("supervisor-{}.err", unique()));
+        let out = fs::File::create(&log_path).expect("create log file");
+        let err = fs::File::create(&err_path).expect("create err file");
+        let mut cmd = match mode {
+            Mode::Pid1 => {
+                let mut c = Command::new("unshare");
+                c.args(["--pid", "--fork", "--mount-proc", "--kill-child"]).arg(bin());
+                c
+            }
+            Mode::Child => Command::new(bin()),
+        };
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        let child = cmd.spawn().expect("spawn supervisor");
+        Sup { child, log_path, err_path, mode, exit: None, _dir: None }
+    }
+
+    /// Starts the supervisor on a config file with metrics off.
+    pub fn with_config(mode: Mode, dir: &Path, config: &Path) -> Sup {
+        Sup::start(mode, dir, &["run", "-c", config.to_str().unwrap(), "--metrics-addr", "off"])
+    }
+
+    /// The supervisor's pid as seen from the test (outside its namespace).
+    pub fn host_pid(&self) -> u32 {
+        match self.mode {
+            Mode::Child => self.child.id(),
+            Mode::Pid1 => {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let kids = fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id())).unwrap_or_default();
+                    if let Some(pid) = kids.split_whitespace().next().and_then(|p| p.parse().ok()) {
+                        return pid;
+                    }
+                    assert!(Instant::now() < deadline, "the supervisor did not start under unshare");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Maps a pid as the supervisor sees it to the pid as the test sees it.
+    pub fn to_host_pid(&self, pid: u32) -> u32 {
+        if self.mode == Mode::Child {
+            return pid;
+        }
+        let ns = fs::read_link(format!("/proc/{}/ns/pid", self.host_pid())).expect("pid ns of the supervisor");
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Some(host) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if fs::read_link(format!("/proc/{host}/ns/pid")).ok().as_ref() != Some(&ns) {
+                continue;
+            }
+            let status = fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
+            if let Some(line) = status.lines().find(|l| l.starts_with("NSpid:")) {
+                if line.split_whitespace().last().and_then(|s| s.parse::<u32>().ok()) == Some(pid) {
+                    return host;
+                }
+            }
+        }
+        panic!("pid {pid} not found in the supervisor's namespace");
+    }
+
+    /// Sends `sig` to the supervisor itself from outside.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on a pid we own.
+        let rc = unsafe { libc::kill(self.host_pid() as i32, sig) };
+        assert_eq!(rc, 0, "kill({}) failed", self.host_pid());
+    }
+
+    /// Sends `sig` to the process the supervisor knows as `pid`, from outside.
+    pub fn signal_program_pid(&self, pid: u32, sig: i32) {
+        let host = self.to_host_pid(pid);
+        // SAFETY: plain kill(2).
+        let rc = unsafe { libc::kill(host as i32, sig) };
+        assert_eq!(rc, 0, "kill({host}) failed");
+    }
+
+    /// Every JSON line of the log so far (non-JSON lines are skipped).
+    pub fn events(&self) -> Vec<Value> {
+        let text = fs::read_to_string(&self.log_path).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("event").is_some()).collect()
+    }
+
+    /// The log's raw text.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until an event satisfying `pred` is in the log; returns it.
+    pub fn wait_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {timeout:?} waiting for {what}\n--- log ---\n{}\n--- stderr ---\n{}", self.log_text(), fs::read_to_string(&self.err_path).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the `n`-th event (1-based) satisfying `pred`.
+    pub fn wait_nth(&self, what: &str, n: usize, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<Value> = self.events().into_iter().filter(|e| pred(e)).collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {timeout:?} waiting for {what} #{n} (saw {})\n--- log ---\n{}", found.len(), tail(&self.log_text(), 60));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the supervisor to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        if let Some(c) = self.exit {
+            return c;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
+                self.exit = Some(code);
+                return code;
+            }
+            if Instant::now() > deadline {
+                panic!("the supervisor did not exit within {timeout:?}\n--- log ---\n{}", tail(&self.log_text(), 60));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the supervisor process is still running.
+    pub fn running(&mut self) -> bool {
+        self.exit.is_none() && self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            // SAFETY: kill(2) on the process group we created for this supervisor.
+            unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+            if let Some(pid) = fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id())).ok().and_then(|k| k.split_whitespace().next().and_then(|p| p.parse::<i32>().ok())) {
+                // SAFETY: as above, the supervisor under unshare.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Field accessors for log events.
+pub fn kind(e: &Value) -> &str {
+    e["event"].as_str().unwrap_or("")
+}
+pub fn program(e: &Value) -> &str {
+    e["program"].as_str().unwrap_or("")
+}
+pub fn msg(e: &Value) -> &str {
+    e["msg"].as_str().unwrap_or("")
+}
+pub fn pid(e: &Value) -> u32 {
+    e["pid"].as_u64().expect("event has a pid") as u32
+}
+/// Matches events of `kind` about `prog`.
+pub fn is(e: &Value, k: &str, prog: &str) -> bool {
+    kind(e) == k && program(e) == prog
+}
+
+/// Runs `supervisor ARGS` to completion; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().expect("run supervisor");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Appends `text` to a file (to edit configs in reload tests).
+pub fn append(path: &Path, text: &str) {
+    let mut f = fs::OpenOptions::new().append(true).open(path).expect("open for append");
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+/// Zombie processes in the namespace of `sup` (as the test sees them).
+pub fn zombies_in_ns_of(host_pid: u32) -> Vec<u32> {
+    let ns = match fs::read_link(format!("/proc/{host_pid}/ns/pid")) {
+        Ok(ns) => ns,
+        Err(_) => return vec![],
+    };
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| fs::read_link(format!("/proc/{p}/ns/pid")).ok().as_ref() == Some(&ns))
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+                .unwrap_or(false)
+        })
+        .collect()
+}

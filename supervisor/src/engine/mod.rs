@@ -1,2 +1,638 @@
 //! The engine: one task that owns every program's state.
+//!
+//! Inputs arrive through one `select!`: a pidfd became readable (a child exited), a signal
+//! for the supervisor (signalfd), a request from the API, or the earliest program deadline.
+//! Each input is handed to the pure state machine ([`machine`]); the actions it returns (spawn,
+//! signal) are performed here and the events it returns are emitted on the bus. Nothing else
+//! mutates program state, and there is no periodic tick: with every program RUNNING the engine
+//! sleeps until the kernel wakes it.
+//!
+//! Reaping has one owner: this task. A supervised child is reaped through its pidfd; on SIGCHLD
+//! the engine peeks (`WNOWAIT`) at exited children and reaps only the ones it does not
+//! supervise, so an orphan reap can never consume a supervised child's status.
+
 pub mod handle;
+pub mod machine;
+pub mod signals;
+pub mod spawn;
+pub mod wait;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+use crate::config::{self, signal_name, Config, ProgramSpec};
+use crate::event::{Event, EventBus, Kind, Level, State};
+use crate::output::{Output, Stream};
+use handle::{EngineHandle, Request};
+use machine::{Action, AfterStop, ExitStatus, Program};
+
+/// How long the engine may be busy before a request is considered unanswered.
+pub const REQUEST_QUEUE: usize = 256;
+
+/// Everything the engine needs to run.
+pub struct Setup {
+    pub config: Config,
+    /// The file to re-read on SIGHUP (`None` in one-command mode).
+    pub config_path: Option<PathBuf>,
+    /// The global budget for stopping everything.
+    pub shutdown_timeout: Duration,
+    /// One-command mode (`supervisor run -- CMD`): exit with the command's own status, and
+    /// forward signals that are not about stopping to it (like tini).
+    pub one_command: bool,
+}
+
+/// A program and the kernel objects of its current process.
+struct Slot {
+    prog: Program,
+    /// The pidfd of the live process (shared with its watcher task).
+    pidfd: Option<Arc<AsyncFd<OwnedFd>>>,
+    /// Identifies the current process for its watcher's message (pids can be reused).
+    serial: u64,
+}
+
+struct Shutdown {
+    deadline: Instant,
+    exit_code: i32,
+    /// Orphans were sent SIGTERM at this time (phase 2, after every program is down).
+    orphans_termed: Option<Instant>,
+    orphans_killed: bool,
+}
+
+/// The engine task's state.
+pub struct Engine {
+    slots: Vec<Slot>,
+    bus: EventBus,
+    output: Output,
+    config_path: Option<PathBuf>,
+    shutdown_timeout: Duration,
+    one_command: bool,
+    is_pid1: bool,
+    exits_tx: mpsc::UnboundedSender<u64>,
+    exits_rx: mpsc::UnboundedReceiver<u64>,
+    requests: mpsc::Receiver<Request>,
+    next_serial: u64,
+    shutdown: Option<Shutdown>,
+    /// Some program had to be SIGKILLed during shutdown.
+    killed_any: bool,
+    orphans_reaped: u64,
+}
+
+impl Engine {
+    /// Creates the engine and the handle through which the rest of the process talks to it.
+    pub fn new(setup: Setup, bus: EventBus, history: Arc<crate::event::History>, output: Output) -> (Engine, EngineHandle) {
+        let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
+        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let slots = setup
+            .config
+            .programs
+            .into_iter()
+            .map(|spec| Slot { prog: Program::new(spec), pidfd: None, serial: 0 })
+            .collect();
+        let engine = Engine {
+            slots,
+            bus: bus.clone(),
+            output,
+            config_path: setup.config_path,
+            shutdown_timeout: setup.shutdown_timeout,
+            one_command: setup.one_command,
+            is_pid1: std::process::id() == 1,
+            exits_tx,
+            exits_rx,
+            requests: req_rx,
+            next_serial: 0,
+            shutdown: None,
+            killed_any: false,
+            orphans_reaped: 0,
+        };
+        (engine, EngineHandle { tx: req_tx, bus, history })
+    }
+
+    /// Runs until everything is stopped; returns the process exit code.
+    pub async fn run(mut self, signals: signals::Signals) -> i32 {
+        if !self.is_pid1 {
+            if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+                self.notice(Level::Warn, format!("could not become a child subreaper ({e}); orphans of programs will not be reaped by the supervisor"));
+            }
+        }
+        for i in 0..self.slots.len() {
+            self.bus.emit(self.added_event(i));
+        }
+        for i in 0..self.slots.len() {
+            if self.slots[i].prog.spec.autostart {
+                let actions = self.slots[i].prog.start();
+                self.perform(i, actions);
+            }
+        }
+        loop {
+            self.after_step();
+            if let Some(code) = self.finished() {
+                return code;
+            }
+            let deadline = self.next_deadline();
+            tokio::select! {
+                Some(serial) = self.exits_rx.recv() => self.on_pidfd_ready(serial),
+                sig = signals.recv() => match sig {
+                    Ok(sig) => self.on_signal(sig),
+                    Err(e) => self.notice(Level::Error, format!("reading signals failed: {e}")),
+                },
+                Some(req) = self.requests.recv() => self.on_request(req),
+                _ = sleep_until(deadline) => self.on_timer(),
+            }
+        }
+    }
+
+    fn notice(&self, level: Level, msg: String) {
+        self.bus.emit(Event::new(level, Kind::Notice, msg));
+    }
+
+    fn added_event(&self, i: usize) -> Event {
+        let p = &self.slots[i].prog;
+        let mut e = p.event(Level::Debug, Kind::Added, p.state, format!("added: {}", p.spec.name));
+        e.restarts = Some(p.restarts);
+        e
+    }
+
+    fn emit_all(&self, events: Vec<Event>) {
+        for e in events {
+            self.bus.emit(e);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let programs = self.slots.iter().filter_map(|s| s.prog.deadline);
+        let shutdown = self.shutdown.as_ref().map(|s| match s.orphans_termed {
+            Some(t) if !s.orphans_killed => s.deadline.min(t + Duration::from_secs(2)),
+            Some(_) => s.deadline + Duration::from_millis(500),
+            None => s.deadline,
+        });
+        programs.chain(shutdown).min()
+    }
+
+    // ----- inputs -----
+
+    fn on_pidfd_ready(&mut self, serial: u64) {
+        if let Some(i) = self.slots.iter().position(|s| s.serial == serial && s.prog.pid.is_some()) {
+            self.reap_supervised(i);
+        }
+    }
+
+    /// Reaps slot `i`'s process if it has exited, and runs the state machine on it.
+    fn reap_supervised(&mut self, i: usize) -> bool {
+        let Some(fd) = self.slots[i].pidfd.clone() else { return false };
+        match wait::reap_pidfd(fd.get_ref().as_fd()) {
+            Ok(Some(status)) => {
+                self.slots[i].pidfd = None;
+                self.on_exit(i, status);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.notice(Level::Error, format!("waitid on pid {:?} failed: {e}", self.slots[i].prog.pid));
+                false
+            }
+        }
+    }
+
+    fn on_exit(&mut self, i: usize, status: ExitStatus) {
+        let (events, actions) = self.slots[i].prog.exited(status, Instant::now(), SystemTime::now());
+        self.emit_all(events);
+        self.perform(i, actions);
+        self.check_critical(i);
+    }
+
+    /// A critical program that is down for good stops the supervisor with its status.
+    fn check_critical(&mut self, i: usize) {
+        let p = &self.slots[i].prog;
+        if !p.spec.critical || self.shutdown.is_some() {
+            return;
+        }
+        if matches!(p.state, State::Fatal | State::Exited) {
+            let code = p.last_exit.as_ref().map_or(1, |e| e.status);
+            let reason = format!("critical program {} is {} (status {code})", p.spec.name, p.state);
+            self.begin_shutdown(&reason, code);
+        }
+    }
+
+    /// Reaps every exited child: supervised ones through their pidfd, orphans by pid.
+    fn reap_children(&mut self) {
+        while let Some(pid) = wait::peek_any() {
+            if let Some(i) = self.slots.iter().position(|s| s.prog.pid == Some(pid)) {
+                if !self.reap_supervised(i) {
+                    break;
+                }
+                continue;
+            }
+            match wait::reap_pid(pid) {
+                Ok(Some(status)) => {
+                    self.orphans_reaped += 1;
+                    let mut e = Event::new(
+                        Level::Info,
+                        Kind::OrphanReaped,
+                        format!("reaped unknown pid {pid} ({})", status.describe()),
+                    );
+                    e.pid = Some(pid);
+                    if let ExitStatus::Code(c) = status {
+                        e.exit_code = Some(c);
+                    } else if let ExitStatus::Signal { signo, .. } = status {
+                        e.signal = Some(signal_name(signo));
+                    }
+                    self.bus.emit(e);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    fn on_signal(&mut self, sig: signals::Received) {
+        if sig.signo == libc::SIGCHLD {
+            self.reap_children();
+            return;
+        }
+        let name = signal_name(sig.signo);
+        let from = signals::describe_sender(&sig);
+        let what = match sig.signo {
+            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => "stopping all programs",
+            libc::SIGHUP if self.config_path.is_some() => "reloading the configuration",
+            libc::SIGUSR1 => "reopening log files",
+            _ if self.one_command => "forwarding it to the program",
+            _ => "ignored (use `supervisor signal SIG NAME` to signal a program)",
+        };
+        let mut e = Event::new(Level::Info, Kind::SignalReceived, format!("received {name} {from}; {what}"));
+        e.signal = Some(name.clone());
+        e.sender_pid = Some(sig.pid);
+        e.sender_uid = Some(sig.uid);
+        self.bus.emit(e);
+        match sig.signo {
+            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => self.begin_shutdown(&format!("{name} {from}"), 0),
+            libc::SIGHUP if self.config_path.is_some() => self.reload(),
+            libc::SIGUSR1 => self.output.reopen(),
+            other if self.one_command => {
+                for i in 0..self.slots.len() {
+                    self.send_signal(i, other, false);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_request(&mut self, req: Request) {
+        match req {
+            Request::Status(reply) => {
+                let now = Instant::now();
+                let _ = reply.send(self.slots.iter().map(|s| s.prog.status(now)).collect());
+            }
+            Request::Shutdown { reason } => self.begin_shutdown(&reason, 0),
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            if self.slots[i].prog.deadline.is_some_and(|d| d <= now) {
+                let (events, actions) = self.slots[i].prog.timer(now);
+                if self.slots[i].prog.killed && self.shutdown.is_some() {
+                    self.killed_any = true;
+                }
+                self.emit_all(events);
+                self.perform(i, actions);
+            }
+        }
+        self.shutdown_timer(now);
+    }
+
+    // ----- actions -----
+
+    fn perform(&mut self, i: usize, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Spawn if self.shutdown.is_some() => {}
+                Action::Spawn => self.spawn(i),
+                Action::Signal { signo, group } => self.send_signal(i, signo, group),
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        match spawn::spawn(&self.slots[i].prog.spec) {
+            Ok(child) => {
+                self.next_serial += 1;
+                let serial = self.next_serial;
+                let name = self.slots[i].prog.spec.name.clone();
+                match watch_readable(child.pidfd) {
+                    Ok(afd) => {
+                        let afd = Arc::new(afd);
+                        let watched = afd.clone();
+                        let tx = self.exits_tx.clone();
+                        tokio::spawn(async move {
+                            // A pidfd becomes readable when the process exits.
+                            let _ = watched.readable().await;
+                            let _ = tx.send(serial);
+                        });
+                        self.slots[i].pidfd = Some(afd);
+                    }
+                    Err(e) => self.notice(Level::Error, format!("cannot watch pid {} of {name}: {e}; its exit will be noticed through SIGCHLD", child.pid)),
+                }
+                self.slots[i].serial = serial;
+                if let Some(fd) = child.stdout {
+                    self.output.attach(&name, Stream::Stdout, fd, &self.slots[i].prog.spec.stdout);
+                }
+                if let Some(fd) = child.stderr {
+                    self.output.attach(&name, Stream::Stderr, fd, &self.slots[i].prog.spec.stderr);
+                }
+                let events = self.slots[i].prog.spawned(child.pid, now, wall);
+                self.emit_all(events);
+            }
+            Err(e) => {
+                let events = self.slots[i].prog.spawn_failed(&e, now, wall);
+                self.emit_all(events);
+                self.check_critical(i);
+            }
+        }
+    }
+
+    /// Sends `signo` to slot `i`'s live process through its pidfd, or to its process group
+    /// (which exists as long as the leader is unreaped, and it is: we hold its pid).
+    fn send_signal(&mut self, i: usize, signo: i32, group: bool) {
+        let (Some(pid), Some(fd)) = (self.slots[i].prog.pid, self.slots[i].pidfd.clone()) else { return };
+        let Some(sig) = rustix::process::Signal::from_named_raw(signo) else {
+            self.notice(Level::Error, format!("cannot send signal {signo}: not a standard signal"));
+            return;
+        };
+        let result = if group {
+            match rustix::process::Pid::from_raw(pid as i32) {
+                Some(pgid) => rustix::process::kill_process_group(pgid, sig),
+                None => return,
+            }
+        } else {
+            rustix::process::pidfd_send_signal(fd.get_ref(), sig)
+        };
+        if let Err(e) = result {
+            if e != rustix::io::Errno::SRCH {
+                let p = &self.slots[i].prog;
+                let mut ev = p.event(Level::Error, Kind::Notice, p.state, format!("sending {} to {} (pid {pid}) failed: {e}", signal_name(signo), p.spec.name));
+                ev.error = Some(e.to_string());
+                self.bus.emit(ev);
+            }
+        }
+    }
+
+    // ----- reload -----
+
+    fn reload(&mut self) {
+        let Some(path) = self.config_path.clone() else { return };
+        let new = match config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.notice(Level::Error, format!("reload failed, keeping the running configuration: {e}"));
+                return;
+            }
+        };
+        let now = Instant::now();
+        let (mut added, mut changed, mut removed, mut unchanged) = (vec![], vec![], vec![], 0usize);
+        for i in 0..self.slots.len() {
+            let name = self.slots[i].prog.spec.name.clone();
+            match new.programs.iter().find(|s| s.name == name) {
+                Some(spec) if spec.same_as(&self.slots[i].prog.spec) => unchanged += 1,
+                Some(spec) => {
+                    changed.push(name);
+                    let (ev, act) = self.slots[i].prog.stop(now, AfterStop::Replace(Box::new(spec.clone())));
+                    self.emit_all(ev);
+                    self.perform(i, act);
+                }
+                None => {
+                    removed.push(name);
+                    let (ev, act) = self.slots[i].prog.stop(now, AfterStop::Remove);
+                    self.emit_all(ev);
+                    self.perform(i, act);
+                }
+            }
+        }
+        let new_specs: Vec<ProgramSpec> = new
+            .programs
+            .into_iter()
+            .filter(|s| !self.slots.iter().any(|slot| slot.prog.spec.name == s.name))
+            .collect();
+        for spec in new_specs {
+            added.push(spec.name.clone());
+            self.slots.push(Slot { prog: Program::new(spec), pidfd: None, serial: 0 });
+            let i = self.slots.len() - 1;
+            self.bus.emit(self.added_event(i));
+        }
+        self.slots.sort_by(|a, b| (a.prog.spec.priority, &a.prog.spec.name).cmp(&(b.prog.spec.priority, &b.prog.spec.name)));
+        for i in 0..self.slots.len() {
+            if added.contains(&self.slots[i].prog.spec.name) && self.slots[i].prog.spec.autostart {
+                let actions = self.slots[i].prog.start();
+                self.perform(i, actions);
+            }
+        }
+        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        self.notice_kind(
+            Kind::Reloaded,
+            format!(
+                "reloaded {}: added {}; changed {}; removed {}; unchanged {unchanged}",
+                path.display(),
+                list(&added),
+                list(&changed),
+                list(&removed)
+            ),
+        );
+    }
+
+    fn notice_kind(&self, kind: Kind, msg: String) {
+        self.bus.emit(Event::new(Level::Info, kind, msg));
+    }
+
+    /// Housekeeping after every input: forget removed programs, move a shutdown along.
+    fn after_step(&mut self) {
+        let before = self.slots.len();
+        let removed: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| s.prog.after_stop == AfterStop::Remove && s.prog.is_down())
+            .map(|s| s.prog.spec.name.clone())
+            .collect();
+        if !removed.is_empty() {
+            self.slots.retain(|s| !(s.prog.after_stop == AfterStop::Remove && s.prog.is_down()));
+            for name in removed {
+                let mut e = Event::new(Level::Debug, Kind::Removed, format!("removed: {name}"));
+                e.program = Some(name);
+                self.bus.emit(e);
+            }
+        }
+        debug_assert!(self.slots.len() <= before);
+        self.advance_shutdown();
+    }
+
+    // ----- shutdown -----
+
+    fn begin_shutdown(&mut self, reason: &str, exit_code: i32) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let deadline = now + self.shutdown_timeout;
+        // Leave time to SIGKILL and reap before the budget ends.
+        let cap = self.shutdown_timeout.saturating_sub(Duration::from_millis(300));
+        for s in &mut self.slots {
+            s.prog.cap_stop_wait(cap, now);
+            if s.prog.after_stop != AfterStop::Remove {
+                s.prog.after_stop = AfterStop::Stay;
+            }
+        }
+        self.shutdown = Some(Shutdown { deadline, exit_code, orphans_termed: None, orphans_killed: false });
+        let mut e = Event::new(
+            Level::Info,
+            Kind::ShuttingDown,
+            format!("shutting down ({reason}): stopping programs in reverse priority order within {}s", self.shutdown_timeout.as_secs_f64()),
+        );
+        e.exit_code = Some(exit_code);
+        self.bus.emit(e);
+    }
+
+    /// Stops the programs of the highest priority that still has any running; when none is
+    /// left, deals with the remaining orphans.
+    fn advance_shutdown(&mut self) {
+        if self.shutdown.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        // BACKOFF programs have no process: stop them at once.
+        for i in 0..self.slots.len() {
+            if self.slots[i].prog.state == State::Backoff {
+                let (ev, act) = self.slots[i].prog.stop(now, AfterStop::Stay);
+                self.emit_all(ev);
+                self.perform(i, act);
+            }
+        }
+        let live = |s: &Slot| !s.prog.is_down();
+        if let Some(top) = self.slots.iter().filter(|s| live(s)).map(|s| s.prog.spec.priority).max() {
+            for i in 0..self.slots.len() {
+                let p = &self.slots[i].prog;
+                if p.spec.priority == top && matches!(p.state, State::Starting | State::Running) {
+                    let (ev, act) = self.slots[i].prog.stop(now, AfterStop::Stay);
+                    self.emit_all(ev);
+                    self.perform(i, act);
+                }
+            }
+            return;
+        }
+        // Every program is down. Anything left is an orphan (PID 1 / subreaper duty).
+        self.reap_children();
+        let Some(sd) = self.shutdown.as_mut() else { return };
+        if sd.orphans_termed.is_none() && wait::has_children() {
+            sd.orphans_termed = Some(now);
+            let n = signal_orphans(self.is_pid1, libc::SIGTERM);
+            self.notice(Level::Info, format!("sent SIGTERM to {n} remaining process(es) not managed as programs"));
+        }
+    }
+
+    fn shutdown_timer(&mut self, now: Instant) {
+        let Some(sd) = self.shutdown.as_mut() else { return };
+        if let Some(t) = sd.orphans_termed {
+            if !sd.orphans_killed && (now >= t + Duration::from_secs(2) || now >= sd.deadline) {
+                sd.orphans_killed = true;
+                self.killed_any = true;
+                let n = signal_orphans(self.is_pid1, libc::SIGKILL);
+                self.notice(Level::Warn, format!("sent SIGKILL to {n} remaining process(es) that ignored SIGTERM"));
+            }
+            return;
+        }
+        if now >= sd.deadline {
+            // The budget ran out with programs still up (their own kill did not finish).
+            for i in 0..self.slots.len() {
+                if self.slots[i].prog.pid.is_some() {
+                    self.killed_any = true;
+                    let group = self.slots[i].prog.spec.killasgroup;
+                    self.send_signal(i, libc::SIGKILL, group);
+                }
+            }
+        }
+    }
+
+    /// The exit code once everything is stopped; `None` while work remains.
+    fn finished(&mut self) -> Option<i32> {
+        let sd = self.shutdown.as_ref()?;
+        if self.slots.iter().any(|s| !s.prog.is_down()) {
+            return None;
+        }
+        let orphans_left = sd.orphans_termed.is_some() && wait::has_children();
+        let hard_stop = Instant::now() >= sd.deadline + Duration::from_millis(500);
+        if orphans_left && !hard_stop {
+            return None;
+        }
+        let code = if self.one_command {
+            self.slots.first().and_then(|s| s.prog.last_exit.as_ref()).map_or(0, |e| e.status)
+        } else if sd.exit_code != 0 {
+            sd.exit_code
+        } else if self.killed_any {
+            1
+        } else {
+            0
+        };
+        let mut e = Event::new(
+            Level::Info,
+            Kind::Exiting,
+            format!(
+                "exiting with status {code}{}; reaped {} orphan(s) in total",
+                if self.killed_any { " (some processes had to be killed)" } else { "" },
+                self.orphans_reaped
+            ),
+        );
+        e.exit_code = Some(code);
+        self.bus.emit(e);
+        Some(code)
+    }
+}
+
+/// Registers an owned fd with tokio for readability.
+pub(crate) fn watch_readable<T: std::os::fd::AsRawFd + AsFd>(fd: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: `fd` is an owned, open descriptor moved into the AsyncFd, so it stays open and
+    // refers to the same file description for the AsyncFd's whole life.
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| e.into_parts().1)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Signals every process left that is not a program: as PID 1, everything in the namespace;
+/// as a subreaper, our direct children. Returns how many were signaled (or -1 style 0 when
+/// unknown).
+fn signal_orphans(is_pid1: bool, signo: i32) -> usize {
+    let me = std::process::id();
+    let children = child_pids(me);
+    if is_pid1 {
+        // SAFETY: kill(2) with pid -1 signals every process we may signal except ourselves.
+        unsafe { libc::kill(-1, signo) };
+        return children.len();
+    }
+    for pid in &children {
+        // SAFETY: plain kill(2). These are our own unreaped children (reparented to us as
+        // subreaper), so their pids cannot have been reused.
+        unsafe { libc::kill(*pid as i32, signo) };
+    }
+    children.len()
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn child_pids(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+                let rest = s.rsplit_once(')')?.1;
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            }) == Some(parent)
+        })
+        .collect()
+}

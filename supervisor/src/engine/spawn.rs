@@ -1,0 +1,125 @@
+//! Starting a program: fork + exec with its own process group, working directory,
+//! environment, user, umask, and a clean signal mask; a pidfd for it at once.
+//!
+//! The pidfd is opened right after `fork` returns, in the engine task, before anything could
+//! reap the child (only the engine reaps, and it is busy here), so the pidfd always refers to
+//! our child.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::unistd::{Gid, Uid, User};
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
+
+use crate::config::{LogTarget, ProgramSpec};
+
+/// A user to run as, resolved before forking (name lookups allocate; they must not run
+/// between fork and exec).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub uid: Uid,
+    pub gid: Gid,
+    pub groups: Vec<Gid>,
+    pub name: String,
+    pub home: String,
+}
+
+/// Resolves `user` (a name or a numeric uid) and its groups.
+pub fn resolve_user(user: &str) -> io::Result<Credentials> {
+    let found = match user.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+        Err(_) => User::from_name(user),
+    }
+    .map_err(io::Error::from)?;
+    let Some(u) = found else {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no such user '{user}'")));
+    };
+    let cname = CString::new(u.name.clone()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let groups = nix::unistd::getgrouplist(&cname, u.gid).unwrap_or_else(|_| vec![u.gid]);
+    Ok(Credentials { uid: u.uid, gid: u.gid, groups, name: u.name, home: u.dir.display().to_string() })
+}
+
+/// A freshly started process.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: u32,
+    pub pidfd: OwnedFd,
+    /// Read ends of the child's stdout / stderr pipes (absent when discarded or redirected).
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Forks and execs `spec`. Errors are the OS's (ENOENT, EACCES, a bad user, ...).
+pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
+    let Some((program, args)) = spec.command.split_first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+    };
+    let creds = spec.user.as_deref().map(resolve_user).transpose()?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).process_group(0);
+    cmd.env("SUPERVISOR_ENABLED", "1").env("SUPERVISOR_PROCESS_NAME", &spec.name);
+    if let Some(group) = &spec.group {
+        cmd.env("SUPERVISOR_GROUP_NAME", group);
+    }
+    if let Some(c) = &creds {
+        cmd.env("HOME", &c.home).env("USER", &c.name).env("LOGNAME", &c.name);
+    }
+    cmd.envs(spec.environment.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = &spec.directory {
+        cmd.current_dir(dir);
+    }
+
+    let (stdout_r, stdout_w) = pipe_for(&spec.stdout)?;
+    let (stderr_r, stderr_w) = if spec.redirect_stderr {
+        (None, stdout_w.as_ref().map(|w| w.try_clone()).transpose()?)
+    } else {
+        pipe_for(&spec.stderr)?
+    };
+    cmd.stdout(stdout_w.map_or_else(Stdio::null, Stdio::from));
+    cmd.stderr(stderr_w.map_or_else(Stdio::null, Stdio::from));
+
+    let umask = spec.umask;
+    // SAFETY: the closure runs in the child between fork and exec. It only makes
+    // async-signal-safe system calls (sigprocmask, umask, setgroups, setgid, setuid) on data
+    // prepared before the fork; it does not allocate or take locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The supervisor blocks the signals it reads through signalfd; the program must
+            // start with none blocked.
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )?;
+            if let Some(mask) = umask {
+                libc::umask(mask as libc::mode_t);
+            }
+            if let Some(c) = &creds {
+                nix::unistd::setgroups(&c.groups)?;
+                nix::unistd::setgid(c.gid)?;
+                nix::unistd::setuid(c.uid)?;
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    // Dropping `child` neither waits for nor kills it: reaping stays with the engine.
+    drop(child);
+    let raw = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("fork returned pid 0"))?;
+    let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(io::Error::from)?;
+    Ok(Spawned { pid, pidfd, stdout: stdout_r, stderr: stderr_r })
+}
+
+/// A pipe for a stream that is read (forwarded or written to a file), or nothing when the
+/// output is discarded (the child gets /dev/null).
+fn pipe_for(target: &LogTarget) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    if *target == LogTarget::Discard {
+        return Ok((None, None));
+    }
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)?;
+    Ok((Some(r), Some(w)))
+}

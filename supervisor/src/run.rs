@@ -1,0 +1,171 @@
+//! The edges of the program: `supervisor run` and `supervisor check`.
+//!
+//! `run` resolves settings (command line over config file over defaults), blocks the signals
+//! the engine reads before any thread exists, builds a single-threaded tokio runtime, wires the
+//! event sinks, and runs the engine until it says what to exit with.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::cli::{Restart, RunArgs};
+use crate::config::{self, AutoRestart, Config, Location, LogFormat, ProgramSpec, Settings};
+use crate::engine::{signals, Engine, Setup};
+use crate::event::{Event, EventBus, EventSink, History, Kind, Level};
+use crate::http;
+use crate::metrics::Metrics;
+use crate::output::Output;
+
+/// Events kept in memory for `/api/events` and `why`.
+pub const HISTORY_SIZE: usize = 10_000;
+
+/// `supervisor check -c FILE`.
+pub fn check(path: &Path) -> anyhow::Result<u8> {
+    match config::load(path) {
+        Ok(cfg) => {
+            print!("{}", config::describe::describe(&cfg));
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("supervisor: {e}");
+            Ok(2)
+        }
+    }
+}
+
+/// The configuration of one-command mode (`supervisor run -- CMD ARGS...`).
+fn one_command_config(cmd: &[String], restart: Restart) -> Config {
+    let name = Path::new(&cmd[0]).file_name().and_then(|n| n.to_str()).unwrap_or("command").to_string();
+    let mut spec = ProgramSpec::new(&name, cmd.to_vec(), Location { file: "<command line>".into(), line: 0 });
+    spec.critical = true;
+    spec.stopwaitsecs = Duration::from_secs(8);
+    match restart {
+        Restart::Never => {
+            spec.autorestart = AutoRestart::Never;
+            spec.startsecs = Duration::ZERO;
+            spec.startretries = 0;
+        }
+        Restart::OnFailure => spec.autorestart = AutoRestart::Unexpected,
+        Restart::Always => spec.autorestart = AutoRestart::Always,
+    }
+    Config { source: "<command line>".into(), settings: Settings::default(), programs: vec![spec], notices: vec![] }
+}
+
+/// `supervisor run`.
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let (cfg, config_path) = match (&args.config, args.cmd.is_empty()) {
+        (Some(path), _) => match config::load(path) {
+            Ok(cfg) => (cfg, Some(path.clone())),
+            Err(e) => {
+                eprintln!("supervisor: {e}");
+                eprintln!("supervisor: nothing was started; fix the configuration and start again (`supervisor check -c {}` validates it)", path.display());
+                return Ok(2);
+            }
+        },
+        (None, false) => (one_command_config(&args.cmd, args.restart), None),
+        (None, true) => bail!("nothing to supervise: give a config file (`supervisor run -c FILE`) or a command (`supervisor run -- CMD ARGS...`)"),
+    };
+    let log_format = args.log_format.or(cfg.settings.log_format).unwrap_or_default();
+    let shutdown_timeout = match args.shutdown_timeout {
+        Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
+        Some(s) => bail!("--shutdown-timeout {s}: must be a positive number of seconds"),
+        None => cfg.settings.shutdown_timeout.unwrap_or(config::DEFAULT_SHUTDOWN_TIMEOUT),
+    };
+    let min_level = if args.debug { Level::Debug } else { Level::Info };
+    let metrics_addr = match args.metrics_addr.as_deref() {
+        Some(s) => http::parse_addr(s).map_err(|e| anyhow::anyhow!("--metrics-addr {e}"))?,
+        None => match cfg.settings.metrics_addr {
+            Some(addr) => addr,
+            None => http::parse_addr(config::DEFAULT_METRICS_ADDR).map_err(anyhow::Error::msg)?,
+        },
+    };
+    let metrics = Arc::new(Metrics::new().context("building the metrics registry")?);
+
+    // Before any thread exists, so that every thread inherits the mask.
+    signals::block().context("blocking signals for the signalfd")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let code = rt.block_on(async move {
+        let output = Output::new(log_format);
+        let history = Arc::new(History::new(HISTORY_SIZE));
+        let sinks: Vec<Arc<dyn EventSink>> = vec![history.clone(), metrics.clone()];
+        let bus = EventBus::new(sinks);
+        let logger = tokio::spawn(log_events(bus.subscribe(), output.clone(), log_format, min_level));
+        let signals = signals::Signals::new().context("creating the signalfd")?;
+
+        let mut started = Event::new(
+            Level::Info,
+            Kind::Started,
+            format!(
+                "supervisor {} started with pid {} ({} programs from {})",
+                env!("CARGO_PKG_VERSION"),
+                std::process::id(),
+                cfg.programs.len(),
+                cfg.source.display()
+            ),
+        );
+        started.pid = Some(std::process::id());
+        bus.emit(started);
+        for n in &cfg.notices {
+            bus.emit(Event::new(Level::Info, Kind::Notice, n.clone()));
+        }
+        if std::process::id() != 1 {
+            bus.emit(Event::new(
+                Level::Info,
+                Kind::Notice,
+                "not running as PID 1: registering as a child subreaper so orphans of programs are reaped here".to_string(),
+            ));
+        }
+        let one_command = config_path.is_none();
+        let setup = Setup { config: cfg, config_path, shutdown_timeout, one_command };
+        let (engine, handle) = Engine::new(setup, bus.clone(), history, output.clone());
+        if let Some(addr) = metrics_addr {
+            http::start(addr, http::App::new(handle, metrics, http::Limits::default())).await;
+        }
+        let code = engine.run(signals).await;
+        // Let the last events reach stdout.
+        let _ = tokio::time::timeout(Duration::from_secs(2), logger).await;
+        output.drain(Duration::from_secs(2)).await;
+        anyhow::Ok(code)
+    })?;
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+/// The log sink: every event at or above `min_level`, one line each, in the chosen format.
+async fn log_events(
+    mut rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
+    output: Output,
+    format: LogFormat,
+    min_level: Level,
+) {
+    loop {
+        match rx.recv().await {
+            Ok(ev) => {
+                if ev.level >= min_level {
+                    let line = match format {
+                        LogFormat::Json => ev.to_json(),
+                        LogFormat::Text => ev.to_text(),
+                    };
+                    output.log_line(line).await;
+                }
+                if ev.kind == Kind::Exiting {
+                    return;
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                let e = Event::new(Level::Warn, Kind::Notice, format!("{n} events were not logged: stdout is too slow"));
+                let line = match format {
+                    LogFormat::Json => e.to_json(),
+                    LogFormat::Text => e.to_text(),
+                };
+                output.log_line(line).await;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
