@@ -228,14 +228,18 @@ impl Event {
 
     pub fn to_json(&self) -> String {
         // Serializing this struct cannot fail: no maps with non-string keys, no foreign types.
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"msg\":\"unserializable event: {e}\"}}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"msg\":\"unserializable event: {e}\"}}"))
     }
 
     /// supervisord's text log line: `2026-11-25 14:36:38,123 INFO spawned: 'x' with pid 1`.
     pub fn to_text(&self) -> String {
         let ts = humantime::format_rfc3339_millis(self.ts).to_string();
         // 2026-11-25T14:36:38.123Z → 2026-11-25 14:36:38,123
-        let ts = ts.trim_end_matches('Z').replacen('T', " ", 1).replacen('.', ",", 1);
+        let ts = ts
+            .trim_end_matches('Z')
+            .replacen('T', " ", 1)
+            .replacen('.', ",", 1);
         let level = match self.level {
             Level::Debug => "DEBG",
             Level::Info => "INFO",
@@ -259,7 +263,10 @@ pub struct History {
 
 impl History {
     pub fn new(capacity: usize) -> Self {
-        History { capacity, events: Mutex::new(VecDeque::with_capacity(capacity.min(1024))) }
+        History {
+            capacity,
+            events: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+        }
     }
 
     /// Events matching `program` (if given) with `seq > since`, the newest `limit`, oldest first.
@@ -306,12 +313,22 @@ pub const SUBSCRIBER_BUFFER: usize = 8192;
 impl EventBus {
     pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> Self {
         let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
-        EventBus { inner: Arc::new(BusInner { seq: 0.into(), sinks, tx }) }
+        EventBus {
+            inner: Arc::new(BusInner {
+                seq: 0.into(),
+                sinks,
+                tx,
+            }),
+        }
     }
 
     /// Numbers the event and hands it to every sink and subscriber. Never blocks.
     pub fn emit(&self, mut event: Event) {
-        event.seq = self.inner.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        event.seq = self
+            .inner
+            .seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         for sink in &self.inner.sinks {
             sink.record(&event);
         }

@@ -19,7 +19,10 @@ pub fn bin() -> PathBuf {
     if let Ok(p) = std::env::var("SUPERVISOR_BIN") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
     for profile in ["release", "debug"] {
         let p = root.join("target").join(profile).join("supervisor");
         if p.exists() {
@@ -34,7 +37,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let base = std::env::temp_dir().join(format!("sup-e2e-{tag}-{}-{}", std::process::id(), unique()));
+        let base =
+            std::env::temp_dir().join(format!("sup-e2e-{tag}-{}-{}", std::process::id(), unique()));
         fs::create_dir_all(&base).expect("create temp dir");
         TempDir(base)
     }
@@ -93,19 +97,41 @@ impl Sup {
         let mut cmd = match mode {
             Mode::Pid1 => {
                 let mut c = Command::new("unshare");
-                c.args(["--pid", "--fork", "--mount-proc", "--kill-child"]).arg(bin());
+                c.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+                    .arg(bin());
                 c
             }
             Mode::Child => Command::new(bin()),
         };
-        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
         let child = cmd.spawn().expect("spawn supervisor");
-        Sup { child, log_path, err_path, mode, exit: None, _dir: None }
+        Sup {
+            child,
+            log_path,
+            err_path,
+            mode,
+            exit: None,
+            _dir: None,
+        }
     }
 
     /// Starts the supervisor on a config file with metrics off.
     pub fn with_config(mode: Mode, dir: &Path, config: &Path) -> Sup {
-        Sup::start(mode, dir, &["run", "-c", config.to_str().unwrap(), "--metrics-addr", "off"])
+        Sup::start(
+            mode,
+            dir,
+            &[
+                "run",
+                "-c",
+                config.to_str().unwrap(),
+                "--metrics-addr",
+                "off",
+            ],
+        )
     }
 
     /// The supervisor's pid as seen from the test (outside its namespace).
@@ -115,11 +141,16 @@ impl Sup {
             Mode::Pid1 => {
                 let deadline = Instant::now() + Duration::from_secs(10);
                 loop {
-                    let kids = fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id())).unwrap_or_default();
+                    let kids =
+                        fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+                            .unwrap_or_default();
                     if let Some(pid) = kids.split_whitespace().next().and_then(|p| p.parse().ok()) {
                         return pid;
                     }
-                    assert!(Instant::now() < deadline, "the supervisor did not start under unshare");
+                    assert!(
+                        Instant::now() < deadline,
+                        "the supervisor did not start under unshare"
+                    );
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -131,15 +162,27 @@ impl Sup {
         if self.mode == Mode::Child {
             return pid;
         }
-        let ns = fs::read_link(format!("/proc/{}/ns/pid", self.host_pid())).expect("pid ns of the supervisor");
+        let ns = fs::read_link(format!("/proc/{}/ns/pid", self.host_pid()))
+            .expect("pid ns of the supervisor");
         for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Some(host) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Some(host) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
             if fs::read_link(format!("/proc/{host}/ns/pid")).ok().as_ref() != Some(&ns) {
                 continue;
             }
             let status = fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
             if let Some(line) = status.lines().find(|l| l.starts_with("NSpid:")) {
-                if line.split_whitespace().last().and_then(|s| s.parse::<u32>().ok()) == Some(pid) {
+                if line
+                    .split_whitespace()
+                    .last()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    == Some(pid)
+                {
                     return host;
                 }
             }
@@ -165,7 +208,10 @@ impl Sup {
     /// Every JSON line of the log so far (non-JSON lines are skipped).
     pub fn events(&self) -> Vec<Value> {
         let text = fs::read_to_string(&self.log_path).unwrap_or_default();
-        text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("event").is_some()).collect()
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("event").is_some())
+            .collect()
     }
 
     /// The log's raw text.
@@ -174,7 +220,12 @@ impl Sup {
     }
 
     /// Waits until an event satisfying `pred` is in the log; returns it.
-    pub fn wait_event(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_event(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
@@ -188,7 +239,13 @@ impl Sup {
     }
 
     /// Waits for the `n`-th event (1-based) satisfying `pred`.
-    pub fn wait_nth(&self, what: &str, n: usize, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_nth(
+        &self,
+        what: &str,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let found: Vec<Value> = self.events().into_iter().filter(|e| pred(e)).collect();
@@ -196,7 +253,11 @@ impl Sup {
                 return found[n - 1].clone();
             }
             if Instant::now() > deadline {
-                panic!("timed out after {timeout:?} waiting for {what} #{n} (saw {})\n--- log ---\n{}", found.len(), tail(&self.log_text(), 60));
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} #{n} (saw {})\n--- log ---\n{}",
+                    found.len(),
+                    tail(&self.log_text(), 60)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -210,12 +271,17 @@ impl Sup {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                let code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
+                let code = status.code().unwrap_or_else(|| {
+                    128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+                });
                 self.exit = Some(code);
                 return code;
             }
             if Instant::now() > deadline {
-                panic!("the supervisor did not exit within {timeout:?}\n--- log ---\n{}", tail(&self.log_text(), 60));
+                panic!(
+                    "the supervisor did not exit within {timeout:?}\n--- log ---\n{}",
+                    tail(&self.log_text(), 60)
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -232,7 +298,15 @@ impl Drop for Sup {
         if self.exit.is_none() {
             // SAFETY: kill(2) on the process group we created for this supervisor.
             unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
-            if let Some(pid) = fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id())).ok().and_then(|k| k.split_whitespace().next().and_then(|p| p.parse::<i32>().ok())) {
+            if let Some(pid) =
+                fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.child.id()))
+                    .ok()
+                    .and_then(|k| {
+                        k.split_whitespace()
+                            .next()
+                            .and_then(|p| p.parse::<i32>().ok())
+                    })
+            {
                 // SAFETY: as above, the supervisor under unshare.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
@@ -267,13 +341,23 @@ pub fn is(e: &Value, k: &str, prog: &str) -> bool {
 
 /// Runs `supervisor ARGS` to completion; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().expect("run supervisor");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run supervisor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Appends `text` to a file (to edit configs in reload tests).
 pub fn append(path: &Path, text: &str) {
-    let mut f = fs::OpenOptions::new().append(true).open(path).expect("open for append");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open for append");
     f.write_all(text.as_bytes()).expect("append");
 }
 
@@ -291,8 +375,73 @@ pub fn zombies_in_ns_of(host_pid: u32) -> Vec<u32> {
         .filter(|p| {
             fs::read_to_string(format!("/proc/{p}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// An HTTP response read to the end of the connection.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends `raw` to `addr` (loopback only) and reads the response until the server closes the
+/// connection; `None` when the connection fails or no HTTP response comes within 10 s.
+pub fn http_raw(addr: &str, raw: &[u8]) -> Option<HttpReply> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let _ = s.write_all(raw);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Some(HttpReply {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// `GET path` as HTTP/1.0 (so no chunked encoding comes back); panics when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> HttpReply {
+    http_raw(
+        addr,
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes(),
+    )
+    .unwrap_or_else(|| panic!("no HTTP response from {addr}{path}"))
 }

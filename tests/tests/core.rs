@@ -24,7 +24,10 @@ fn killed_program_is_restarted_and_the_other_is_untouched() {
     let web_pid = pid(&web);
     sup.signal_program_pid(web_pid, libc::SIGTERM);
     let exited = sup.wait_event("web exited", T, |e| is(e, "exited", "web"));
-    assert_eq!(msg(&exited), "exited: web (terminated by SIGTERM; not expected)");
+    assert_eq!(
+        msg(&exited),
+        "exited: web (terminated by SIGTERM; not expected)"
+    );
     assert_eq!(exited["signal"], "SIGTERM");
     assert_eq!(pid(&exited), web_pid);
     let spawned = sup.wait_nth("web respawned", 2, T, |e| is(e, "spawned", "web"));
@@ -36,10 +39,23 @@ fn killed_program_is_restarted_and_the_other_is_untouched() {
     // The other program was not touched: one spawn, no exit, same pid.
     let events = sup.events();
     assert_eq!(events.iter().filter(|e| is(e, "spawned", "db")).count(), 1);
-    assert!(!events.iter().any(|e| program(e) == "db" && ["exited", "stopped", "stopping"].contains(&kind(e))));
-    assert_eq!(pid(&db), pid(events.iter().find(|e| is(e, "spawned", "db")).unwrap()));
+    assert!(!events
+        .iter()
+        .any(|e| program(e) == "db" && ["exited", "stopped", "stopping"].contains(&kind(e))));
+    assert_eq!(
+        pid(&db),
+        pid(events.iter().find(|e| is(e, "spawned", "db")).unwrap())
+    );
     // Ordering in the log: exited, then spawned, then success.
-    let pos = |k: &str, n: usize| events.iter().enumerate().filter(|(_, e)| is(e, k, "web")).nth(n).map(|(i, _)| i).unwrap();
+    let pos = |k: &str, n: usize| {
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| is(e, k, "web"))
+            .nth(n)
+            .map(|(i, _)| i)
+            .unwrap()
+    };
     assert!(pos("exited", 0) < pos("spawned", 1) && pos("spawned", 1) < pos("running", 1));
 }
 
@@ -55,7 +71,13 @@ fn expected_exit_is_not_restarted_by_default() {
     assert_eq!(e["expected"], true);
     assert_eq!(e["state"], "EXITED");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sup.events().iter().filter(|e| is(e, "spawned", "job")).count(), 1);
+    assert_eq!(
+        sup.events()
+            .iter()
+            .filter(|e| is(e, "spawned", "job"))
+            .count(),
+        1
+    );
 }
 
 /// A program that double-forks leaves orphans: PID 1 reaps them, and a storm of 1,000 orphan
@@ -72,12 +94,20 @@ fn orphan_storm_loses_no_supervised_status() {
          [program:double]\ncommand=sh -c '(sleep 0.3 &); exec sleep 1000'\n",
     );
     let mut sup = Sup::with_config(Mode::Pid1, dir.path(), &conf);
-    sup.wait_event("storm exited", Duration::from_secs(60), |e| is(e, "exited", "storm"));
+    sup.wait_event("storm exited", Duration::from_secs(60), |e| {
+        is(e, "exited", "storm")
+    });
     // Let the quick program cycle through many exits while orphans are reaped.
-    sup.wait_nth("quick exits", 50, Duration::from_secs(60), |e| is(e, "exited", "quick"));
+    sup.wait_nth("quick exits", 50, Duration::from_secs(60), |e| {
+        is(e, "exited", "quick")
+    });
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let reaped = sup.events().iter().filter(|e| kind(e) == "orphan_reaped").count();
+        let reaped = sup
+            .events()
+            .iter()
+            .filter(|e| kind(e) == "orphan_reaped")
+            .count();
         if reaped >= 1001 {
             break;
         }
@@ -87,16 +117,34 @@ fn orphan_storm_loses_no_supervised_status() {
     let events = sup.events();
     let storm: Vec<_> = events.iter().filter(|e| is(e, "exited", "storm")).collect();
     assert_eq!(storm.len(), 1);
-    assert_eq!(storm[0]["exit_code"], 7, "storm's own status survived the orphan storm");
+    assert_eq!(
+        storm[0]["exit_code"], 7,
+        "storm's own status survived the orphan storm"
+    );
     let quick: Vec<_> = events.iter().filter(|e| is(e, "exited", "quick")).collect();
-    assert!(quick.iter().all(|e| e["exit_code"] == 5), "every quick exit carries status 5");
+    assert!(
+        quick.iter().all(|e| e["exit_code"] == 5),
+        "every quick exit carries status 5"
+    );
     // Every supervised exit matches a spawn of the same pid, and no orphan was a supervised pid.
-    let spawned: std::collections::HashSet<u32> = events.iter().filter(|e| kind(e) == "spawned").map(pid).collect();
+    let spawned: std::collections::HashSet<u32> = events
+        .iter()
+        .filter(|e| kind(e) == "spawned")
+        .map(pid)
+        .collect();
     for e in events.iter().filter(|e| kind(e) == "exited") {
         assert!(spawned.contains(&pid(e)), "exit of unknown pid: {e}");
     }
     for e in events.iter().filter(|e| kind(e) == "orphan_reaped") {
-        assert!(!spawned.contains(&pid(e)) || events.iter().filter(|x| kind(x) == "spawned" && pid(x) == pid(e)).count() == 0, "a supervised pid was reaped as an orphan: {e}");
+        assert!(
+            !spawned.contains(&pid(e))
+                || events
+                    .iter()
+                    .filter(|x| kind(x) == "spawned" && pid(x) == pid(e))
+                    .count()
+                    == 0,
+            "a supervised pid was reaped as an orphan: {e}"
+        );
     }
     let host = sup.host_pid();
     std::thread::sleep(Duration::from_millis(300));
@@ -126,13 +174,34 @@ fn sigterm_stops_in_reverse_priority_and_escalates() {
     let code = sup.wait_exit(Duration::from_secs(12));
     let took = t0.elapsed();
     let events = sup.events();
-    let received = events.iter().find(|e| kind(e) == "signal_received").expect("signal logged");
-    assert!(msg(received).starts_with("received SIGTERM from pid 0 (outside this PID namespace)"), "{}", msg(received));
-    let stopped: Vec<&str> = events.iter().filter(|e| kind(e) == "stopped").map(program).collect();
-    assert_eq!(stopped, vec!["stubborn", "second", "first"], "reverse priority order");
-    let killing = events.iter().find(|e| kind(e) == "killing").expect("SIGKILL escalation logged");
+    let received = events
+        .iter()
+        .find(|e| kind(e) == "signal_received")
+        .expect("signal logged");
+    assert!(
+        msg(received).starts_with("received SIGTERM from pid 0 (outside this PID namespace)"),
+        "{}",
+        msg(received)
+    );
+    let stopped: Vec<&str> = events
+        .iter()
+        .filter(|e| kind(e) == "stopped")
+        .map(program)
+        .collect();
+    assert_eq!(
+        stopped,
+        vec!["stubborn", "second", "first"],
+        "reverse priority order"
+    );
+    let killing = events
+        .iter()
+        .find(|e| kind(e) == "killing")
+        .expect("SIGKILL escalation logged");
     assert_eq!(program(killing), "stubborn");
-    let st = events.iter().find(|e| is(e, "stopped", "stubborn")).unwrap();
+    let st = events
+        .iter()
+        .find(|e| is(e, "stopped", "stubborn"))
+        .unwrap();
     assert_eq!(msg(st), "stopped: stubborn (terminated by SIGKILL)");
     assert_eq!(code, 1, "something had to be killed: non-zero exit");
     assert!(took < Duration::from_secs(9), "shutdown took {took:?}");
@@ -173,16 +242,44 @@ fn crash_loop_and_missing_binary_reach_fatal() {
         "[program:crash]\ncommand=sh -c 'exit 1'\nstartretries=2\n\n[program:missing]\ncommand=/nonexistent/bin/x\nstartretries=1\n",
     );
     let sup = Sup::with_config(Mode::Pid1, dir.path(), &conf);
-    let fatal = sup.wait_event("crash FATAL", Duration::from_secs(20), |e| is(e, "fatal", "crash"));
-    assert_eq!(msg(&fatal), "gave up: crash entered FATAL state, too many start retries too quickly");
+    let fatal = sup.wait_event("crash FATAL", Duration::from_secs(20), |e| {
+        is(e, "fatal", "crash")
+    });
+    assert_eq!(
+        msg(&fatal),
+        "gave up: crash entered FATAL state, too many start retries too quickly"
+    );
     let events = sup.events();
-    assert_eq!(events.iter().filter(|e| is(e, "spawned", "crash")).count(), 3, "1 start + 2 retries");
-    let retries: Vec<f64> = events.iter().filter(|e| is(e, "exited", "crash")).filter_map(|e| e["retry_in_s"].as_f64()).collect();
+    assert_eq!(
+        events.iter().filter(|e| is(e, "spawned", "crash")).count(),
+        3,
+        "1 start + 2 retries"
+    );
+    let retries: Vec<f64> = events
+        .iter()
+        .filter(|e| is(e, "exited", "crash"))
+        .filter_map(|e| e["retry_in_s"].as_f64())
+        .collect();
     assert_eq!(retries, vec![1.0, 2.0], "growing backoff");
-    sup.wait_event("missing FATAL", Duration::from_secs(20), |e| is(e, "fatal", "missing"));
-    let err = sup.events().into_iter().find(|e| is(e, "spawn_failed", "missing")).unwrap();
-    assert_eq!(msg(&err), "spawnerr: can't find command '/nonexistent/bin/x'");
-    assert!(err["error"].as_str().unwrap().contains("No such file or directory"), "{err}");
+    sup.wait_event("missing FATAL", Duration::from_secs(20), |e| {
+        is(e, "fatal", "missing")
+    });
+    let err = sup
+        .events()
+        .into_iter()
+        .find(|e| is(e, "spawn_failed", "missing"))
+        .unwrap();
+    assert_eq!(
+        msg(&err),
+        "spawnerr: can't find command '/nonexistent/bin/x'"
+    );
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("No such file or directory"),
+        "{err}"
+    );
 }
 
 /// A critical program that stops for good stops everything; the supervisor exits with its code.
@@ -196,16 +293,37 @@ fn critical_program_exit_code_becomes_the_supervisor_exit_code() {
     let mut sup = Sup::with_config(Mode::Pid1, dir.path(), &conf);
     let code = sup.wait_exit(T);
     assert_eq!(code, 42, "{}", sup.log_text());
-    assert!(sup.events().iter().any(|e| is(e, "stopped", "side")), "the other program was stopped first");
+    assert!(
+        sup.events().iter().any(|e| is(e, "stopped", "side")),
+        "the other program was stopped first"
+    );
 }
 
 /// One-command mode: the tini use case.
 #[test]
 fn one_command_mode_exits_with_the_command_status() {
     let dir = TempDir::new("onecmd");
-    let mut sup = Sup::start(Mode::Pid1, dir.path(), &["run", "--metrics-addr", "off", "--", "sh", "-c", "exit 5"]);
+    let mut sup = Sup::start(
+        Mode::Pid1,
+        dir.path(),
+        &["run", "--metrics-addr", "off", "--", "sh", "-c", "exit 5"],
+    );
     assert_eq!(sup.wait_exit(T), 5, "{}", sup.log_text());
-    let mut sup = Sup::start(Mode::Pid1, dir.path(), &["run", "--metrics-addr", "off", "--restart", "on-failure", "--", "sh", "-c", "sleep 1.2; exit 1"]);
+    let mut sup = Sup::start(
+        Mode::Pid1,
+        dir.path(),
+        &[
+            "run",
+            "--metrics-addr",
+            "off",
+            "--restart",
+            "on-failure",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1.2; exit 1",
+        ],
+    );
     sup.wait_nth("restart", 2, T, |e| kind(e) == "spawned");
     sup.signal(libc::SIGTERM);
     let code = sup.wait_exit(T);
@@ -232,17 +350,29 @@ fn sighup_reload_applies_only_the_difference() {
     .unwrap();
     sup.signal(libc::SIGHUP);
     let r = sup.wait_event("reloaded", T, |e| kind(e) == "reloaded");
-    assert!(msg(&r).contains("added new; changed changed; removed gone; unchanged 1"), "{}", msg(&r));
+    assert!(
+        msg(&r).contains("added new; changed changed; removed gone; unchanged 1"),
+        "{}",
+        msg(&r)
+    );
     sup.wait_event("new running", T, |e| is(e, "running", "new"));
     sup.wait_event("gone stopped", T, |e| is(e, "stopped", "gone"));
     sup.wait_nth("changed respawned", 2, T, |e| is(e, "spawned", "changed"));
     let events = sup.events();
-    assert_eq!(events.iter().filter(|e| is(e, "spawned", "same")).count(), 1, "unchanged program untouched");
+    assert_eq!(
+        events.iter().filter(|e| is(e, "spawned", "same")).count(),
+        1,
+        "unchanged program untouched"
+    );
     // A broken config on reload keeps the running one.
     std::fs::write(&conf, "[program:x]\nautostart=maybe\n").unwrap();
     sup.signal(libc::SIGHUP);
     let err = sup.wait_event("reload failure", T, |e| msg(e).starts_with("reload failed"));
-    assert!(msg(&err).contains("s.conf:"), "names file:line: {}", msg(&err));
+    assert!(
+        msg(&err).contains("s.conf:"),
+        "names file:line: {}",
+        msg(&err)
+    );
 }
 
 /// `--log-format text` prints supervisord-style lines.
@@ -250,17 +380,44 @@ fn sighup_reload_applies_only_the_difference() {
 fn text_log_format_looks_like_supervisord() {
     let dir = TempDir::new("text");
     let conf = dir.write("s.conf", "[program:web]\ncommand=sleep 1000\nstartsecs=0\n");
-    let mut sup = Sup::start(Mode::Pid1, dir.path(), &["run", "-c", conf.to_str().unwrap(), "--metrics-addr", "off", "--log-format", "text"]);
+    let mut sup = Sup::start(
+        Mode::Pid1,
+        dir.path(),
+        &[
+            "run",
+            "-c",
+            conf.to_str().unwrap(),
+            "--metrics-addr",
+            "off",
+            "--log-format",
+            "text",
+        ],
+    );
     let deadline = Instant::now() + T;
-    while !sup.log_text().contains("INFO success: web entered RUNNING state") {
-        assert!(Instant::now() < deadline, "no text line: {}", sup.log_text());
+    while !sup
+        .log_text()
+        .contains("INFO success: web entered RUNNING state")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no text line: {}",
+            sup.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let line = sup.log_text().lines().find(|l| l.contains("spawned: 'web' with pid")).unwrap().to_string();
+    let line = sup
+        .log_text()
+        .lines()
+        .find(|l| l.contains("spawned: 'web' with pid"))
+        .unwrap()
+        .to_string();
     // 2026-11-25 14:36:38,123 INFO spawned: 'web' with pid 2
     assert_eq!(&line[10..11], " ", "{line}");
     assert_eq!(&line[19..20], ",", "{line}");
-    assert!(line[23..].starts_with(" INFO spawned: 'web' with pid "), "{line}");
+    assert!(
+        line[23..].starts_with(" INFO spawned: 'web' with pid "),
+        "{line}"
+    );
     sup.signal(libc::SIGTERM);
     assert_eq!(sup.wait_exit(T), 0);
 }
@@ -270,7 +427,11 @@ fn text_log_format_looks_like_supervisord() {
 fn user_environment_directory_and_umask_apply() {
     let dir = TempDir::new("user");
     let out = dir.path().join("out.txt");
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let conf = dir.write(
         "s.conf",
         &format!(
@@ -282,7 +443,10 @@ fn user_environment_directory_and_umask_apply() {
     sup.wait_event("running", T, |e| is(e, "running", "who"));
     let deadline = Instant::now() + T;
     while !out.exists() || std::fs::read_to_string(&out).unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "program did not write its identity");
+        assert!(
+            Instant::now() < deadline,
+            "program did not write its identity"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let text = std::fs::read_to_string(&out).unwrap();
@@ -293,8 +457,12 @@ fn user_environment_directory_and_umask_apply() {
 #[test]
 fn config_errors_name_file_and_line_and_start_nothing() {
     let dir = TempDir::new("cfgerr");
-    let conf = dir.write("bad.conf", "[program:a]\ncommand=sleep 1\n\n[program:b]\ncommand=sleep 1\nautorestart=sometimes\n");
-    let (code, _out, err) = run_cli(&["run", "-c", conf.to_str().unwrap(), "--metrics-addr", "off"]);
+    let conf = dir.write(
+        "bad.conf",
+        "[program:a]\ncommand=sleep 1\n\n[program:b]\ncommand=sleep 1\nautorestart=sometimes\n",
+    );
+    let (code, _out, err) =
+        run_cli(&["run", "-c", conf.to_str().unwrap(), "--metrics-addr", "off"]);
     assert_eq!(code, 2);
     assert!(err.contains("bad.conf:6"), "{err}");
     assert!(err.contains("autorestart"), "{err}");
@@ -311,10 +479,14 @@ fn config_errors_name_file_and_line_and_start_nothing() {
 #[test]
 fn debian_supervisord_conf_with_includes_loads() {
     let dir = TempDir::new("debian");
-    let debian = include_str!("fixtures/debian-supervisord.conf").replace("/etc/supervisor/conf.d/*.conf", "conf.d/*.conf");
+    let debian = include_str!("fixtures/debian-supervisord.conf")
+        .replace("/etc/supervisor/conf.d/*.conf", "conf.d/*.conf");
     let conf = dir.write("supervisord.conf", &debian);
     dir.write("conf.d/apache2.conf", "[program:apache2]\ncommand=/bin/sleep 1000\nautorestart=true\nstdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n");
-    dir.write("conf.d/mysqld.conf", "[program:mysqld]\ncommand=/bin/sleep 2000\npriority=10\n");
+    dir.write(
+        "conf.d/mysqld.conf",
+        "[program:mysqld]\ncommand=/bin/sleep 2000\npriority=10\n",
+    );
     let (code, out, err) = run_cli(&["check", "-c", conf.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("apache2") && out.contains("mysqld"), "{out}");

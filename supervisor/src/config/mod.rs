@@ -5,6 +5,7 @@
 //! formats cannot behave differently. Parsing validates completely (file:line on every error)
 //! before anything is started.
 
+pub mod describe;
 pub mod expand;
 pub mod ini_format;
 pub mod toml_format;
@@ -92,7 +93,11 @@ pub enum LogTarget {
     /// Discarded (`NONE`).
     Discard,
     /// Written to a file, rotated when it reaches `max_bytes` (0: never), keeping `backups` old files.
-    File { path: PathBuf, max_bytes: u64, backups: u32 },
+    File {
+        path: PathBuf,
+        max_bytes: u64,
+        backups: u32,
+    },
 }
 
 /// Where in which file something was written, for error messages and `check` output.
@@ -147,7 +152,10 @@ pub struct ProgramSpec {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -194,15 +202,26 @@ impl ProgramSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{location}: {key}: {message}")]
-    Invalid { location: Location, key: String, message: String },
+    Invalid {
+        location: Location,
+        key: String,
+        message: String,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ConfigError {
     pub fn invalid(file: &Path, line: usize, key: &str, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
-            location: Location { file: file.to_path_buf(), line },
+            location: Location {
+                file: file.to_path_buf(),
+                line,
+            },
             key: key.to_string(),
             message: message.into(),
         }
@@ -213,15 +232,19 @@ impl ConfigError {
 /// → supervisord) or, for other names, by content (a `[program:` or `[supervisord]` section
 /// means supervisord).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let is_ini = match ext {
         "toml" => false,
         "conf" | "ini" => true,
         _ => text.lines().any(|l| {
             let l = l.trim_start();
-            l.starts_with("[program:") || l.starts_with("[supervisord]") || l.starts_with("[include]")
+            l.starts_with("[program:")
+                || l.starts_with("[supervisord]")
+                || l.starts_with("[include]")
         }),
     };
     if is_ini {

@@ -97,15 +97,25 @@ impl EngineHandle {
     pub async fn status(&self, timeout: Duration) -> Result<Vec<ProgramStatus>, EngineGone> {
         let (tx, rx) = oneshot::channel();
         let ask = async {
-            self.tx.send(Request::Status(tx)).await.map_err(|_| EngineGone)?;
+            self.tx
+                .send(Request::Status(tx))
+                .await
+                .map_err(|_| EngineGone)?;
             rx.await.map_err(|_| EngineGone)
         };
-        tokio::time::timeout(timeout, ask).await.map_err(|_| EngineGone)?
+        tokio::time::timeout(timeout, ask)
+            .await
+            .map_err(|_| EngineGone)?
     }
 
     /// Asks the engine to stop everything and exit.
     pub async fn shutdown(&self, reason: &str) -> Result<(), EngineGone> {
-        self.tx.send(Request::Shutdown { reason: reason.to_string() }).await.map_err(|_| EngineGone)
+        self.tx
+            .send(Request::Shutdown {
+                reason: reason.to_string(),
+            })
+            .await
+            .map_err(|_| EngineGone)
     }
 
     /// A handle with no engine behind it plus the receiving end, for tests of the consumers.

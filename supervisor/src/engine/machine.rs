@@ -42,7 +42,9 @@ impl ExitStatus {
     pub fn cause(self) -> ExitCause {
         match self {
             ExitStatus::Code(_) => ExitCause::Exited,
-            ExitStatus::Signal { core_dumped: true, .. } => ExitCause::CoreDumped,
+            ExitStatus::Signal {
+                core_dumped: true, ..
+            } => ExitCause::CoreDumped,
             ExitStatus::Signal { .. } => ExitCause::Signaled,
         }
     }
@@ -189,9 +191,17 @@ impl Program {
     }
 
     /// Forking or exec'ing failed with `error`.
-    pub fn spawn_failed(&mut self, error: &std::io::Error, now: Instant, wall: SystemTime) -> Vec<Event> {
+    pub fn spawn_failed(
+        &mut self,
+        error: &std::io::Error,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<Event> {
         let what = if error.kind() == std::io::ErrorKind::NotFound {
-            format!("can't find command '{}'", self.spec.command.first().map_or("", |s| s.as_str()))
+            format!(
+                "can't find command '{}'",
+                self.spec.command.first().map_or("", |s| s.as_str())
+            )
         } else {
             format!(
                 "couldn't exec {}: {error}",
@@ -206,13 +216,22 @@ impl Program {
             signo: None,
             core_dumped: false,
             expected: false,
-            status: if error.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 },
+            status: if error.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
         });
         let from = self.state;
         self.backoff += 1;
         let mut events = Vec::new();
         let retry = self.enter_backoff(now);
-        let mut e = self.event(Level::Error, Kind::SpawnFailed, from, format!("spawnerr: {what}"));
+        let mut e = self.event(
+            Level::Error,
+            Kind::SpawnFailed,
+            from,
+            format!("spawnerr: {what}"),
+        );
         e.error = Some(error.to_string());
         e.cause = Some(ExitCause::SpawnFailed);
         e.retry_in_s = retry.map(|d| d.as_secs_f64());
@@ -242,16 +261,27 @@ impl Program {
                 Level::Error,
                 Kind::Fatal,
                 from,
-                format!("gave up: {} entered FATAL state, too many start retries too quickly", self.spec.name),
+                format!(
+                    "gave up: {} entered FATAL state, too many start retries too quickly",
+                    self.spec.name
+                ),
             ));
         }
         None
     }
 
     /// The process died with `status` (already reaped).
-    pub fn exited(&mut self, status: ExitStatus, now: Instant, wall: SystemTime) -> (Vec<Event>, Vec<Action>) {
+    pub fn exited(
+        &mut self,
+        status: ExitStatus,
+        now: Instant,
+        wall: SystemTime,
+    ) -> (Vec<Event>, Vec<Action>) {
         let pid = self.pid;
-        let uptime = self.started.map(|(t, _)| now.saturating_duration_since(t)).unwrap_or_default();
+        let uptime = self
+            .started
+            .map(|(t, _)| now.saturating_duration_since(t))
+            .unwrap_or_default();
         let code = match status {
             ExitStatus::Code(c) => Some(c),
             ExitStatus::Signal { .. } => None,
@@ -270,7 +300,13 @@ impl Program {
                 ExitStatus::Signal { signo, .. } => Some(signo),
                 ExitStatus::Code(_) => None,
             },
-            core_dumped: matches!(status, ExitStatus::Signal { core_dumped: true, .. }),
+            core_dumped: matches!(
+                status,
+                ExitStatus::Signal {
+                    core_dumped: true,
+                    ..
+                }
+            ),
             expected,
             status: status.as_shell_status(),
         });
@@ -294,7 +330,12 @@ impl Program {
                 self.stop_wait_cap = None;
                 self.set(State::Stopped);
                 let level = if expected { Level::Info } else { Level::Warn };
-                let mut e = self.event(level, Kind::Stopped, from, format!("stopped: {} ({})", self.spec.name, status.describe()));
+                let mut e = self.event(
+                    level,
+                    Kind::Stopped,
+                    from,
+                    format!("stopped: {} ({})", self.spec.name, status.describe()),
+                );
                 decorate(&mut e);
                 e.expected = Some(expected);
                 events.push(e);
@@ -317,7 +358,11 @@ impl Program {
                     Level::Warn,
                     Kind::Exited,
                     from,
-                    format!("exited: {} ({}; not expected)", self.spec.name, status.describe()),
+                    format!(
+                        "exited: {} ({}; not expected)",
+                        self.spec.name,
+                        status.describe()
+                    ),
                 );
                 decorate(&mut e);
                 e.expected = Some(false);
@@ -382,7 +427,13 @@ impl Program {
                     ),
                 );
                 e.signal = Some("SIGKILL".into());
-                (vec![e], vec![Action::Signal { signo: libc::SIGKILL, group: self.spec.killasgroup }])
+                (
+                    vec![e],
+                    vec![Action::Signal {
+                        signo: libc::SIGKILL,
+                        group: self.spec.killasgroup,
+                    }],
+                )
             }
             _ => (vec![], vec![]),
         }
@@ -411,7 +462,13 @@ impl Program {
                     ),
                 );
                 e.signal = Some(signal_name(self.spec.stopsignal));
-                (vec![e], vec![Action::Signal { signo: self.spec.stopsignal, group: self.spec.stopasgroup }])
+                (
+                    vec![e],
+                    vec![Action::Signal {
+                        signo: self.spec.stopsignal,
+                        group: self.spec.stopasgroup,
+                    }],
+                )
             }
             State::Stopping => {
                 // Already on its way down; a later request may change what happens next.

@@ -84,14 +84,23 @@ pub struct Engine {
 
 impl Engine {
     /// Creates the engine and the handle through which the rest of the process talks to it.
-    pub fn new(setup: Setup, bus: EventBus, history: Arc<crate::event::History>, output: Output) -> (Engine, EngineHandle) {
+    pub fn new(
+        setup: Setup,
+        bus: EventBus,
+        history: Arc<crate::event::History>,
+        output: Output,
+    ) -> (Engine, EngineHandle) {
         let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let slots = setup
             .config
             .programs
             .into_iter()
-            .map(|spec| Slot { prog: Program::new(spec), pidfd: None, serial: 0 })
+            .map(|spec| Slot {
+                prog: Program::new(spec),
+                pidfd: None,
+                serial: 0,
+            })
             .collect();
         let engine = Engine {
             slots,
@@ -109,7 +118,14 @@ impl Engine {
             killed_any: false,
             orphans_reaped: 0,
         };
-        (engine, EngineHandle { tx: req_tx, bus, history })
+        (
+            engine,
+            EngineHandle {
+                tx: req_tx,
+                bus,
+                history,
+            },
+        )
     }
 
     /// Runs until everything is stopped; returns the process exit code.
@@ -152,7 +168,12 @@ impl Engine {
 
     fn added_event(&self, i: usize) -> Event {
         let p = &self.slots[i].prog;
-        let mut e = p.event(Level::Debug, Kind::Added, p.state, format!("added: {}", p.spec.name));
+        let mut e = p.event(
+            Level::Debug,
+            Kind::Added,
+            p.state,
+            format!("added: {}", p.spec.name),
+        );
         e.restarts = Some(p.restarts);
         e
     }
@@ -176,14 +197,20 @@ impl Engine {
     // ----- inputs -----
 
     fn on_pidfd_ready(&mut self, serial: u64) {
-        if let Some(i) = self.slots.iter().position(|s| s.serial == serial && s.prog.pid.is_some()) {
+        if let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.serial == serial && s.prog.pid.is_some())
+        {
             self.reap_supervised(i);
         }
     }
 
     /// Reaps slot `i`'s process if it has exited, and runs the state machine on it.
     fn reap_supervised(&mut self, i: usize) -> bool {
-        let Some(fd) = self.slots[i].pidfd.clone() else { return false };
+        let Some(fd) = self.slots[i].pidfd.clone() else {
+            return false;
+        };
         match wait::reap_pidfd(fd.get_ref().as_fd()) {
             Ok(Some(status)) => {
                 self.slots[i].pidfd = None;
@@ -192,14 +219,20 @@ impl Engine {
             }
             Ok(None) => false,
             Err(e) => {
-                self.notice(Level::Error, format!("waitid on pid {:?} failed: {e}", self.slots[i].prog.pid));
+                self.notice(
+                    Level::Error,
+                    format!("waitid on pid {:?} failed: {e}", self.slots[i].prog.pid),
+                );
                 false
             }
         }
     }
 
     fn on_exit(&mut self, i: usize, status: ExitStatus) {
-        let (events, actions) = self.slots[i].prog.exited(status, Instant::now(), SystemTime::now());
+        let (events, actions) =
+            self.slots[i]
+                .prog
+                .exited(status, Instant::now(), SystemTime::now());
         self.emit_all(events);
         self.perform(i, actions);
         self.check_critical(i);
@@ -213,7 +246,10 @@ impl Engine {
         }
         if matches!(p.state, State::Fatal | State::Exited) {
             let code = p.last_exit.as_ref().map_or(1, |e| e.status);
-            let reason = format!("critical program {} is {} (status {code})", p.spec.name, p.state);
+            let reason = format!(
+                "critical program {} is {} (status {code})",
+                p.spec.name, p.state
+            );
             self.begin_shutdown(&reason, code);
         }
     }
@@ -262,13 +298,19 @@ impl Engine {
             _ if self.one_command => "forwarding it to the program",
             _ => "ignored (use `supervisor signal SIG NAME` to signal a program)",
         };
-        let mut e = Event::new(Level::Info, Kind::SignalReceived, format!("received {name} {from}; {what}"));
+        let mut e = Event::new(
+            Level::Info,
+            Kind::SignalReceived,
+            format!("received {name} {from}; {what}"),
+        );
         e.signal = Some(name.clone());
         e.sender_pid = Some(sig.pid);
         e.sender_uid = Some(sig.uid);
         self.bus.emit(e);
         match sig.signo {
-            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => self.begin_shutdown(&format!("{name} {from}"), 0),
+            libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
+                self.begin_shutdown(&format!("{name} {from}"), 0)
+            }
             libc::SIGHUP if self.config_path.is_some() => self.reload(),
             libc::SIGUSR1 => self.output.reopen(),
             other if self.one_command => {
@@ -341,10 +383,12 @@ impl Engine {
                 }
                 self.slots[i].serial = serial;
                 if let Some(fd) = child.stdout {
-                    self.output.attach(&name, Stream::Stdout, fd, &self.slots[i].prog.spec.stdout);
+                    self.output
+                        .attach(&name, Stream::Stdout, fd, &self.slots[i].prog.spec.stdout);
                 }
                 if let Some(fd) = child.stderr {
-                    self.output.attach(&name, Stream::Stderr, fd, &self.slots[i].prog.spec.stderr);
+                    self.output
+                        .attach(&name, Stream::Stderr, fd, &self.slots[i].prog.spec.stderr);
                 }
                 let events = self.slots[i].prog.spawned(child.pid, now, wall);
                 self.emit_all(events);
@@ -360,9 +404,14 @@ impl Engine {
     /// Sends `signo` to slot `i`'s live process through its pidfd, or to its process group
     /// (which exists as long as the leader is unreaped, and it is: we hold its pid).
     fn send_signal(&mut self, i: usize, signo: i32, group: bool) {
-        let (Some(pid), Some(fd)) = (self.slots[i].prog.pid, self.slots[i].pidfd.clone()) else { return };
+        let (Some(pid), Some(fd)) = (self.slots[i].prog.pid, self.slots[i].pidfd.clone()) else {
+            return;
+        };
         let Some(sig) = rustix::process::Signal::from_named_raw(signo) else {
-            self.notice(Level::Error, format!("cannot send signal {signo}: not a standard signal"));
+            self.notice(
+                Level::Error,
+                format!("cannot send signal {signo}: not a standard signal"),
+            );
             return;
         };
         let result = if group {
@@ -376,7 +425,16 @@ impl Engine {
         if let Err(e) = result {
             if e != rustix::io::Errno::SRCH {
                 let p = &self.slots[i].prog;
-                let mut ev = p.event(Level::Error, Kind::Notice, p.state, format!("sending {} to {} (pid {pid}) failed: {e}", signal_name(signo), p.spec.name));
+                let mut ev = p.event(
+                    Level::Error,
+                    Kind::Notice,
+                    p.state,
+                    format!(
+                        "sending {} to {} (pid {pid}) failed: {e}",
+                        signal_name(signo),
+                        p.spec.name
+                    ),
+                );
                 ev.error = Some(e.to_string());
                 self.bus.emit(ev);
             }
@@ -386,11 +444,16 @@ impl Engine {
     // ----- reload -----
 
     fn reload(&mut self) {
-        let Some(path) = self.config_path.clone() else { return };
+        let Some(path) = self.config_path.clone() else {
+            return;
+        };
         let new = match config::load(&path) {
             Ok(c) => c,
             Err(e) => {
-                self.notice(Level::Error, format!("reload failed, keeping the running configuration: {e}"));
+                self.notice(
+                    Level::Error,
+                    format!("reload failed, keeping the running configuration: {e}"),
+                );
                 return;
             }
         };
@@ -402,7 +465,9 @@ impl Engine {
                 Some(spec) if spec.same_as(&self.slots[i].prog.spec) => unchanged += 1,
                 Some(spec) => {
                     changed.push(name);
-                    let (ev, act) = self.slots[i].prog.stop(now, AfterStop::Replace(Box::new(spec.clone())));
+                    let (ev, act) = self.slots[i]
+                        .prog
+                        .stop(now, AfterStop::Replace(Box::new(spec.clone())));
                     self.emit_all(ev);
                     self.perform(i, act);
                 }
@@ -421,18 +486,31 @@ impl Engine {
             .collect();
         for spec in new_specs {
             added.push(spec.name.clone());
-            self.slots.push(Slot { prog: Program::new(spec), pidfd: None, serial: 0 });
+            self.slots.push(Slot {
+                prog: Program::new(spec),
+                pidfd: None,
+                serial: 0,
+            });
             let i = self.slots.len() - 1;
             self.bus.emit(self.added_event(i));
         }
-        self.slots.sort_by(|a, b| (a.prog.spec.priority, &a.prog.spec.name).cmp(&(b.prog.spec.priority, &b.prog.spec.name)));
+        self.slots.sort_by(|a, b| {
+            (a.prog.spec.priority, &a.prog.spec.name)
+                .cmp(&(b.prog.spec.priority, &b.prog.spec.name))
+        });
         for i in 0..self.slots.len() {
             if added.contains(&self.slots[i].prog.spec.name) && self.slots[i].prog.spec.autostart {
                 let actions = self.slots[i].prog.start();
                 self.perform(i, actions);
             }
         }
-        let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         self.notice_kind(
             Kind::Reloaded,
             format!(
@@ -459,7 +537,8 @@ impl Engine {
             .map(|s| s.prog.spec.name.clone())
             .collect();
         if !removed.is_empty() {
-            self.slots.retain(|s| !(s.prog.after_stop == AfterStop::Remove && s.prog.is_down()));
+            self.slots
+                .retain(|s| !(s.prog.after_stop == AfterStop::Remove && s.prog.is_down()));
             for name in removed {
                 let mut e = Event::new(Level::Debug, Kind::Removed, format!("removed: {name}"));
                 e.program = Some(name);
@@ -479,18 +558,28 @@ impl Engine {
         let now = Instant::now();
         let deadline = now + self.shutdown_timeout;
         // Leave time to SIGKILL and reap before the budget ends.
-        let cap = self.shutdown_timeout.saturating_sub(Duration::from_millis(300));
+        let cap = self
+            .shutdown_timeout
+            .saturating_sub(Duration::from_millis(300));
         for s in &mut self.slots {
             s.prog.cap_stop_wait(cap, now);
             if s.prog.after_stop != AfterStop::Remove {
                 s.prog.after_stop = AfterStop::Stay;
             }
         }
-        self.shutdown = Some(Shutdown { deadline, exit_code, orphans_termed: None, orphans_killed: false });
+        self.shutdown = Some(Shutdown {
+            deadline,
+            exit_code,
+            orphans_termed: None,
+            orphans_killed: false,
+        });
         let mut e = Event::new(
             Level::Info,
             Kind::ShuttingDown,
-            format!("shutting down ({reason}): stopping programs in reverse priority order within {}s", self.shutdown_timeout.as_secs_f64()),
+            format!(
+                "shutting down ({reason}): stopping programs in reverse priority order within {}s",
+                self.shutdown_timeout.as_secs_f64()
+            ),
         );
         e.exit_code = Some(exit_code);
         self.bus.emit(e);
@@ -512,7 +601,13 @@ impl Engine {
             }
         }
         let live = |s: &Slot| !s.prog.is_down();
-        if let Some(top) = self.slots.iter().filter(|s| live(s)).map(|s| s.prog.spec.priority).max() {
+        if let Some(top) = self
+            .slots
+            .iter()
+            .filter(|s| live(s))
+            .map(|s| s.prog.spec.priority)
+            .max()
+        {
             for i in 0..self.slots.len() {
                 let p = &self.slots[i].prog;
                 if p.spec.priority == top && matches!(p.state, State::Starting | State::Running) {
@@ -525,22 +620,32 @@ impl Engine {
         }
         // Every program is down. Anything left is an orphan (PID 1 / subreaper duty).
         self.reap_children();
-        let Some(sd) = self.shutdown.as_mut() else { return };
+        let Some(sd) = self.shutdown.as_mut() else {
+            return;
+        };
         if sd.orphans_termed.is_none() && wait::has_children() {
             sd.orphans_termed = Some(now);
             let n = signal_orphans(self.is_pid1, libc::SIGTERM);
-            self.notice(Level::Info, format!("sent SIGTERM to {n} remaining process(es) not managed as programs"));
+            self.notice(
+                Level::Info,
+                format!("sent SIGTERM to {n} remaining process(es) not managed as programs"),
+            );
         }
     }
 
     fn shutdown_timer(&mut self, now: Instant) {
-        let Some(sd) = self.shutdown.as_mut() else { return };
+        let Some(sd) = self.shutdown.as_mut() else {
+            return;
+        };
         if let Some(t) = sd.orphans_termed {
             if !sd.orphans_killed && (now >= t + Duration::from_secs(2) || now >= sd.deadline) {
                 sd.orphans_killed = true;
                 self.killed_any = true;
                 let n = signal_orphans(self.is_pid1, libc::SIGKILL);
-                self.notice(Level::Warn, format!("sent SIGKILL to {n} remaining process(es) that ignored SIGTERM"));
+                self.notice(
+                    Level::Warn,
+                    format!("sent SIGKILL to {n} remaining process(es) that ignored SIGTERM"),
+                );
             }
             return;
         }
@@ -568,7 +673,10 @@ impl Engine {
             return None;
         }
         let code = if self.one_command {
-            self.slots.first().and_then(|s| s.prog.last_exit.as_ref()).map_or(0, |e| e.status)
+            self.slots
+                .first()
+                .and_then(|s| s.prog.last_exit.as_ref())
+                .map_or(0, |e| e.status)
         } else if sd.exit_code != 0 {
             sd.exit_code
         } else if self.killed_any {
@@ -581,7 +689,11 @@ impl Engine {
             Kind::Exiting,
             format!(
                 "exiting with status {code}{}; reaped {} orphan(s) in total",
-                if self.killed_any { " (some processes had to be killed)" } else { "" },
+                if self.killed_any {
+                    " (some processes had to be killed)"
+                } else {
+                    ""
+                },
                 self.orphans_reaped
             ),
         );
@@ -595,7 +707,8 @@ impl Engine {
 pub(crate) fn watch_readable<T: std::os::fd::AsRawFd + AsFd>(fd: T) -> std::io::Result<AsyncFd<T>> {
     // SAFETY: `fd` is an owned, open descriptor moved into the AsyncFd, so it stays open and
     // refers to the same file description for the AsyncFd's whole life.
-    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| e.into_parts().1)
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -626,13 +739,18 @@ fn signal_orphans(is_pid1: bool, signo: i32) -> usize {
 
 /// The pids whose parent is `parent`, from /proc.
 fn child_pids(parent: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
-                let rest = s.rsplit_once(')')?.1;
-                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-            }) == Some(parent)
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
         })
         .collect()
 }

@@ -60,8 +60,13 @@ pub struct Signals {
 
 impl Signals {
     pub fn new() -> io::Result<Self> {
-        let sfd = SignalFd::with_flags(&handled_set(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Signals { fd: super::watch_readable(sfd)? })
+        let sfd = SignalFd::with_flags(
+            &handled_set(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )?;
+        Ok(Signals {
+            fd: super::watch_readable(sfd)?,
+        })
     }
 
     /// The next signal.

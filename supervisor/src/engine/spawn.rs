@@ -35,11 +35,21 @@ pub fn resolve_user(user: &str) -> io::Result<Credentials> {
     }
     .map_err(io::Error::from)?;
     let Some(u) = found else {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("no such user '{user}'")));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no such user '{user}'"),
+        ));
     };
-    let cname = CString::new(u.name.clone()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let cname =
+        CString::new(u.name.clone()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let groups = nix::unistd::getgrouplist(&cname, u.gid).unwrap_or_else(|_| vec![u.gid]);
-    Ok(Credentials { uid: u.uid, gid: u.gid, groups, name: u.name, home: u.dir.display().to_string() })
+    Ok(Credentials {
+        uid: u.uid,
+        gid: u.gid,
+        groups,
+        name: u.name,
+        home: u.dir.display().to_string(),
+    })
 }
 
 /// A freshly started process.
@@ -60,12 +70,15 @@ pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
     let creds = spec.user.as_deref().map(resolve_user).transpose()?;
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).process_group(0);
-    cmd.env("SUPERVISOR_ENABLED", "1").env("SUPERVISOR_PROCESS_NAME", &spec.name);
+    cmd.env("SUPERVISOR_ENABLED", "1")
+        .env("SUPERVISOR_PROCESS_NAME", &spec.name);
     if let Some(group) = &spec.group {
         cmd.env("SUPERVISOR_GROUP_NAME", group);
     }
     if let Some(c) = &creds {
-        cmd.env("HOME", &c.home).env("USER", &c.name).env("LOGNAME", &c.name);
+        cmd.env("HOME", &c.home)
+            .env("USER", &c.name)
+            .env("LOGNAME", &c.name);
     }
     cmd.envs(spec.environment.iter().map(|(k, v)| (k, v)));
     if let Some(dir) = &spec.directory {
@@ -111,7 +124,12 @@ pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
     drop(child);
     let raw = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("fork returned pid 0"))?;
     let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(io::Error::from)?;
-    Ok(Spawned { pid, pidfd, stdout: stdout_r, stderr: stderr_r })
+    Ok(Spawned {
+        pid,
+        pidfd,
+        stdout: stdout_r,
+        stderr: stderr_r,
+    })
 }
 
 /// A pipe for a stream that is read (forwarded or written to a file), or nothing when the
@@ -120,6 +138,7 @@ fn pipe_for(target: &LogTarget) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)
     if *target == LogTarget::Discard {
         return Ok((None, None));
     }
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)?;
+    let (r, w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from)?;
     Ok((Some(r), Some(w)))
 }

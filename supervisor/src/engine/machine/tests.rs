@@ -4,7 +4,14 @@ use super::*;
 use crate::config::{Location, ProgramSpec};
 
 fn spec() -> ProgramSpec {
-    ProgramSpec::new("web", vec!["/bin/true".into()], Location { file: "t.conf".into(), line: 1 })
+    ProgramSpec::new(
+        "web",
+        vec!["/bin/true".into()],
+        Location {
+            file: "t.conf".into(),
+            line: 1,
+        },
+    )
 }
 
 fn t0() -> (Instant, SystemTime) {
@@ -50,13 +57,49 @@ fn startsecs_zero_is_running_at_once() {
 #[test]
 fn exit_from_running_follows_autorestart_and_exitcodes() {
     let table: &[(ExitStatus, AutoRestart, &[i32], bool, bool)] = &[
-        (ExitStatus::Code(0), AutoRestart::Unexpected, &[0], true, false),
-        (ExitStatus::Code(1), AutoRestart::Unexpected, &[0], false, true),
-        (ExitStatus::Code(2), AutoRestart::Unexpected, &[0, 2], true, false),
+        (
+            ExitStatus::Code(0),
+            AutoRestart::Unexpected,
+            &[0],
+            true,
+            false,
+        ),
+        (
+            ExitStatus::Code(1),
+            AutoRestart::Unexpected,
+            &[0],
+            false,
+            true,
+        ),
+        (
+            ExitStatus::Code(2),
+            AutoRestart::Unexpected,
+            &[0, 2],
+            true,
+            false,
+        ),
         (ExitStatus::Code(0), AutoRestart::Always, &[0], true, true),
         (ExitStatus::Code(1), AutoRestart::Never, &[0], false, false),
-        (ExitStatus::Signal { signo: libc::SIGTERM, core_dumped: false }, AutoRestart::Unexpected, &[0], false, true),
-        (ExitStatus::Signal { signo: libc::SIGSEGV, core_dumped: true }, AutoRestart::Never, &[0], false, false),
+        (
+            ExitStatus::Signal {
+                signo: libc::SIGTERM,
+                core_dumped: false,
+            },
+            AutoRestart::Unexpected,
+            &[0],
+            false,
+            true,
+        ),
+        (
+            ExitStatus::Signal {
+                signo: libc::SIGSEGV,
+                core_dumped: true,
+            },
+            AutoRestart::Never,
+            &[0],
+            false,
+            false,
+        ),
     ];
     for &(status, autorestart, codes, expected, restarted) in table {
         let (now, wall) = t0();
@@ -71,21 +114,46 @@ fn exit_from_running_follows_autorestart_and_exitcodes() {
         assert_eq!(p.state, State::Exited, "{status:?}");
         assert_eq!(ev[0].kind, Kind::Exited);
         assert_eq!(ev[0].expected, Some(expected), "{status:?} {autorestart:?}");
-        assert_eq!(act == vec![Action::Spawn], restarted, "{status:?} {autorestart:?}");
+        assert_eq!(
+            act == vec![Action::Spawn],
+            restarted,
+            "{status:?} {autorestart:?}"
+        );
         let word = if expected { "expected" } else { "not expected" };
-        assert_eq!(ev[0].msg, format!("exited: web ({}; {word})", status.describe()));
+        assert_eq!(
+            ev[0].msg,
+            format!("exited: web ({}; {word})", status.describe())
+        );
         assert_eq!(ev[0].uptime_s, Some(5.0));
     }
 }
 
 #[test]
 fn signal_wording_matches_supervisord() {
-    assert_eq!(ExitStatus::Signal { signo: libc::SIGKILL, core_dumped: false }.describe(), "terminated by SIGKILL");
     assert_eq!(
-        ExitStatus::Signal { signo: libc::SIGSEGV, core_dumped: true }.describe(),
+        ExitStatus::Signal {
+            signo: libc::SIGKILL,
+            core_dumped: false
+        }
+        .describe(),
+        "terminated by SIGKILL"
+    );
+    assert_eq!(
+        ExitStatus::Signal {
+            signo: libc::SIGSEGV,
+            core_dumped: true
+        }
+        .describe(),
         "terminated by SIGSEGV (core dumped)"
     );
-    assert_eq!(ExitStatus::Signal { signo: libc::SIGTERM, core_dumped: false }.as_shell_status(), 143);
+    assert_eq!(
+        ExitStatus::Signal {
+            signo: libc::SIGTERM,
+            core_dumped: false
+        }
+        .as_shell_status(),
+        143
+    );
 }
 
 #[test]
@@ -136,7 +204,9 @@ fn spawn_failure_backs_off_then_fatal_with_os_error() {
     assert_eq!(p.timer(now).1, vec![Action::Spawn]);
     let ev = p.spawn_failed(&std::io::Error::from_raw_os_error(libc::EACCES), now, wall);
     assert_eq!(kinds(&ev), vec![Kind::SpawnFailed, Kind::Fatal]);
-    assert!(ev[0].msg.starts_with("spawnerr: couldn't exec /bin/true: Permission denied"));
+    assert!(ev[0]
+        .msg
+        .starts_with("spawnerr: couldn't exec /bin/true: Permission denied"));
     assert_eq!(p.state, State::Fatal);
     assert_eq!(p.last_exit.as_ref().unwrap().cause, ExitCause::SpawnFailed);
 }
@@ -152,14 +222,33 @@ fn stop_signals_then_escalates_to_sigkill_after_stopwaitsecs() {
     p.spawned(9, now, wall);
     p.timer(now + Duration::from_secs(1));
     let (ev, act) = p.stop(now + Duration::from_secs(2), AfterStop::Stay);
-    assert_eq!(act, vec![Action::Signal { signo: libc::SIGTERM, group: true }]);
+    assert_eq!(
+        act,
+        vec![Action::Signal {
+            signo: libc::SIGTERM,
+            group: true
+        }]
+    );
     assert_eq!(ev[0].msg, "killing web (pid 9) with signal SIGTERM");
     assert_eq!(p.state, State::Stopping);
     assert_eq!(p.deadline, Some(now + Duration::from_secs(12)));
     let (ev, act) = p.timer(now + Duration::from_secs(12));
-    assert_eq!(act, vec![Action::Signal { signo: libc::SIGKILL, group: true }]);
+    assert_eq!(
+        act,
+        vec![Action::Signal {
+            signo: libc::SIGKILL,
+            group: true
+        }]
+    );
     assert_eq!(ev[0].kind, Kind::Killing);
-    let (ev, act) = p.exited(ExitStatus::Signal { signo: libc::SIGKILL, core_dumped: false }, now + Duration::from_secs(12), wall);
+    let (ev, act) = p.exited(
+        ExitStatus::Signal {
+            signo: libc::SIGKILL,
+            core_dumped: false,
+        },
+        now + Duration::from_secs(12),
+        wall,
+    );
     assert!(act.is_empty());
     assert_eq!(ev[0].msg, "stopped: web (terminated by SIGKILL)");
     assert_eq!(p.state, State::Stopped);

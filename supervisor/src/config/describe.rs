@@ -1,0 +1,267 @@
+//! `supervisor check`: the effective configuration, as a person reads it.
+//!
+//! After parsing, defaults, `numprocs` and `%(name)s` expansion, what will actually run can look
+//! quite different from what the file says. This prints it: the settings the file sets, every
+//! process in start order with the values that decide how it is run and restarted, and the
+//! notices about what was accepted but ignored. Environment values are not printed (they often
+//! hold secrets), only their names.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{signal_name, AutoRestart, Config, LogTarget, ProgramSpec, Settings};
+
+/// The effective programs of `config`, one block each, followed by the notices.
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "config: {}", config.source.display());
+    let _ = writeln!(out, "settings: {}", settings(&config.settings));
+    let count = config.programs.len();
+    let _ = writeln!(
+        out,
+        "{count} program{} (in start order)",
+        if count == 1 { "" } else { "s" }
+    );
+    for p in &config.programs {
+        out.push('\n');
+        program(&mut out, p);
+    }
+    if !config.notices.is_empty() {
+        out.push_str("\nnotices:\n");
+        for notice in &config.notices {
+            let _ = writeln!(out, "  {notice}");
+        }
+    }
+    out
+}
+
+/// The settings the file sets (the others come from the command line or the defaults).
+fn settings(s: &Settings) -> String {
+    let mut set = Vec::new();
+    if let Some(addr) = &s.metrics_addr {
+        set.push(format!(
+            "metrics_addr={}",
+            addr.map_or_else(|| "off".to_string(), |a| a.to_string())
+        ));
+    }
+    if let Some(socket) = &s.socket {
+        set.push(format!("socket={}", socket.display()));
+    }
+    if let Some(format) = s.log_format {
+        set.push(format!(
+            "log_format={}",
+            format!("{format:?}").to_lowercase()
+        ));
+    }
+    if let Some(probe) = s.probe {
+        set.push(format!("probe={}", format!("{probe:?}").to_lowercase()));
+    }
+    if let Some(timeout) = s.shutdown_timeout {
+        set.push(format!("shutdown_timeout={}", secs(timeout)));
+    }
+    if set.is_empty() {
+        "none set in the file (command line or defaults apply)".to_string()
+    } else {
+        set.join(" ")
+    }
+}
+
+fn program(out: &mut String, p: &ProgramSpec) {
+    let _ = writeln!(out, "{}", p.name);
+    let mut rows = vec![
+        ("defined at", p.defined_at.to_string()),
+        (
+            "command",
+            p.command
+                .iter()
+                .map(|a| quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        ("group", p.group.clone().unwrap_or_else(|| "-".into())),
+        ("priority", p.priority.to_string()),
+        ("autostart", p.autostart.to_string()),
+        ("autorestart", autorestart(p.autorestart).into()),
+        (
+            "exitcodes",
+            p.exitcodes
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("startsecs", secs(p.startsecs)),
+        ("startretries", p.startretries.to_string()),
+        ("stopsignal", signal_name(p.stopsignal)),
+        ("stopwaitsecs", secs(p.stopwaitsecs)),
+        ("user", p.user.clone().unwrap_or_else(|| "-".into())),
+        (
+            "directory",
+            p.directory
+                .as_ref()
+                .map_or_else(|| "-".into(), |d| d.display().to_string()),
+        ),
+        ("stdout", target(&p.stdout)),
+        (
+            "stderr",
+            if p.redirect_stderr {
+                "redirected to stdout".into()
+            } else {
+                target(&p.stderr)
+            },
+        ),
+        ("critical", p.critical.to_string()),
+    ];
+    rows.extend(optional_rows(p));
+    for (label, value) in rows {
+        let _ = writeln!(out, "  {label:<13} {value}");
+    }
+}
+
+/// Rows shown only when they differ from the defaults.
+fn optional_rows(p: &ProgramSpec) -> Vec<(&'static str, String)> {
+    let mut rows = Vec::new();
+    if !p.environment.is_empty() {
+        rows.push((
+            "environment",
+            p.environment
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    if let Some(umask) = p.umask {
+        rows.push(("umask", format!("{umask:03o}")));
+    }
+    if p.stopasgroup || p.killasgroup {
+        rows.push(("stopasgroup", p.stopasgroup.to_string()));
+        rows.push(("killasgroup", p.killasgroup.to_string()));
+    }
+    rows
+}
+
+fn autorestart(a: AutoRestart) -> &'static str {
+    match a {
+        AutoRestart::Always => "true",
+        AutoRestart::Never => "false",
+        AutoRestart::Unexpected => "unexpected",
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+fn target(t: &LogTarget) -> String {
+    match t {
+        LogTarget::Stdout => "the supervisor's stdout".into(),
+        LogTarget::Stderr => "the supervisor's stderr".into(),
+        LogTarget::Discard => "discarded (NONE)".into(),
+        LogTarget::File {
+            path, max_bytes: 0, ..
+        } => format!("{} (never rotated)", path.display()),
+        LogTarget::File {
+            path,
+            max_bytes,
+            backups,
+        } => {
+            format!(
+                "{} (rotated at {}, {backups} backups kept)",
+                path.display(),
+                size(*max_bytes)
+            )
+        }
+    }
+}
+
+/// A byte count in supervisord's notation when it is a whole number of KB, MB or GB.
+fn size(bytes: u64) -> String {
+    [(1u64 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")]
+        .iter()
+        .find(|(unit, _)| bytes % unit == 0)
+        .map_or_else(
+            || format!("{bytes} bytes"),
+            |(unit, name)| format!("{}{name}", bytes / unit),
+        )
+}
+
+/// An argument as a shell would need it written, so the command line can be copied.
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%^".contains(c) || !c.is_ascii());
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::Location;
+
+    #[test]
+    fn describes_programs_settings_and_notices() {
+        let at = Location {
+            file: "/etc/app.conf".into(),
+            line: 3,
+        };
+        let command = vec!["/bin/sh".into(), "-c".into(), "exec web --name 'x'".into()];
+        let mut web = ProgramSpec::new("web", command, at.clone());
+        web.stopsignal = libc::SIGQUIT;
+        web.startsecs = Duration::from_millis(1500);
+        web.environment = vec![("SECRET".into(), "hunter2".into())];
+        web.stdout = LogTarget::File {
+            path: "/var/log/web.log".into(),
+            max_bytes: 50 << 20,
+            backups: 10,
+        };
+        web.redirect_stderr = true;
+        let mut db = ProgramSpec::new("db", vec!["postgres".into()], at);
+        db.priority = 1;
+        db.critical = true;
+        let config = Config {
+            source: PathBuf::from("/etc/app.conf"),
+            settings: Settings {
+                shutdown_timeout: Some(Duration::from_secs(5)),
+                metrics_addr: Some(None),
+                ..Settings::default()
+            },
+            programs: vec![db, web],
+            notices: vec!["notice: nodaemon (in /etc/app.conf:2) is accepted and ignored".into()],
+        };
+        let text = describe(&config);
+        for expected in [
+            "config: /etc/app.conf\n",
+            "settings: metrics_addr=off shutdown_timeout=5s\n",
+            "2 programs (in start order)\n",
+            "\ndb\n  defined at    /etc/app.conf:3\n  command       postgres\n",
+            "  critical      true\n",
+            "\nweb\n",
+            r#"  command       /bin/sh -c 'exec web --name '\''x'\'''"#,
+            "  autorestart   unexpected\n",
+            "  startsecs     1.5s\n",
+            "  stopsignal    SIGQUIT\n",
+            "  stdout        /var/log/web.log (rotated at 50MB, 10 backups kept)\n",
+            "  stderr        redirected to stdout\n",
+            "  environment   SECRET\n",
+            "\nnotices:\n  notice: nodaemon (in /etc/app.conf:2) is accepted and ignored\n",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("hunter2"),
+            "environment values are not printed"
+        );
+        assert!(text.find("\ndb\n") < text.find("\nweb\n"));
+    }
+}
