@@ -7,8 +7,14 @@
 //! - [`engine`]: the single task that owns all program state; [`engine::handle`] is its door.
 //! - [`event`]: the one event type and the bus that fans it out.
 //! - [`output`]: child stdout/stderr → tagged lines on our stdout/stderr, or rotated files.
+//! - [`metrics`]: the Prometheus registry, fed by the event stream, rendered at scrape time.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the read-only JSON API.
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod http;
+pub mod metrics;
 pub mod output;
+pub mod run;

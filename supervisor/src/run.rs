@@ -38,8 +38,19 @@ pub fn check(path: &Path) -> anyhow::Result<u8> {
 
 /// The configuration of one-command mode (`supervisor run -- CMD ARGS...`).
 fn one_command_config(cmd: &[String], restart: Restart) -> Config {
-    let name = Path::new(&cmd[0]).file_name().and_then(|n| n.to_str()).unwrap_or("command").to_string();
-    let mut spec = ProgramSpec::new(&name, cmd.to_vec(), Location { file: "<command line>".into(), line: 0 });
+    let name = Path::new(&cmd[0])
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("command")
+        .to_string();
+    let mut spec = ProgramSpec::new(
+        &name,
+        cmd.to_vec(),
+        Location {
+            file: "<command line>".into(),
+            line: 0,
+        },
+    );
     spec.critical = true;
     spec.stopwaitsecs = Duration::from_secs(8);
     match restart {
@@ -51,7 +62,12 @@ fn one_command_config(cmd: &[String], restart: Restart) -> Config {
         Restart::OnFailure => spec.autorestart = AutoRestart::Unexpected,
         Restart::Always => spec.autorestart = AutoRestart::Always,
     }
-    Config { source: "<command line>".into(), settings: Settings::default(), programs: vec![spec], notices: vec![] }
+    Config {
+        source: "<command line>".into(),
+        settings: Settings::default(),
+        programs: vec![spec],
+        notices: vec![],
+    }
 }
 
 /// `supervisor run`.
@@ -68,13 +84,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         (None, false) => (one_command_config(&args.cmd, args.restart), None),
         (None, true) => bail!("nothing to supervise: give a config file (`supervisor run -c FILE`) or a command (`supervisor run -- CMD ARGS...`)"),
     };
-    let log_format = args.log_format.or(cfg.settings.log_format).unwrap_or_default();
+    let log_format = args
+        .log_format
+        .or(cfg.settings.log_format)
+        .unwrap_or_default();
     let shutdown_timeout = match args.shutdown_timeout {
         Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
         Some(s) => bail!("--shutdown-timeout {s}: must be a positive number of seconds"),
-        None => cfg.settings.shutdown_timeout.unwrap_or(config::DEFAULT_SHUTDOWN_TIMEOUT),
+        None => cfg
+            .settings
+            .shutdown_timeout
+            .unwrap_or(config::DEFAULT_SHUTDOWN_TIMEOUT),
     };
-    let min_level = if args.debug { Level::Debug } else { Level::Info };
+    let min_level = if args.debug {
+        Level::Debug
+    } else {
+        Level::Info
+    };
     let metrics_addr = match args.metrics_addr.as_deref() {
         Some(s) => http::parse_addr(s).map_err(|e| anyhow::anyhow!("--metrics-addr {e}"))?,
         None => match cfg.settings.metrics_addr {
@@ -82,7 +108,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             None => http::parse_addr(config::DEFAULT_METRICS_ADDR).map_err(anyhow::Error::msg)?,
         },
     };
-    let metrics = Arc::new(Metrics::new().context("building the metrics registry")?);
+    let metrics = Arc::new(Metrics::new());
 
     // Before any thread exists, so that every thread inherits the mask.
     signals::block().context("blocking signals for the signalfd")?;
@@ -158,7 +184,11 @@ async fn log_events(
                 }
             }
             Err(RecvError::Lagged(n)) => {
-                let e = Event::new(Level::Warn, Kind::Notice, format!("{n} events were not logged: stdout is too slow"));
+                let e = Event::new(
+                    Level::Warn,
+                    Kind::Notice,
+                    format!("{n} events were not logged: stdout is too slow"),
+                );
                 let line = match format {
                     LogFormat::Json => e.to_json(),
                     LogFormat::Text => e.to_text(),

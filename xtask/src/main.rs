@@ -1,1 +1,61 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (an alias in `.cargo/config.toml`).
+//!
+//! - `test`: installs the system packages the tests need, builds the release binary, then runs
+//!   rustfmt, clippy and every test under one global timeout ([`test`]).
+//! - `demo`: builds and runs `examples/demo.toml` in the foreground ([`demo`]).
+//! - `bench`: measures our supervisor side by side with supervisord, s6, runit and a bare shell
+//!   loop, in one run, and writes `BENCHMARKS.md` ([`bench`]).
+//!
+//! Plain std + anyhow + libc: this crate must build quickly on a fresh machine.
+
+mod bench;
+mod demo;
+mod deps;
+mod procs;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  test   [--timeout-mins N]     install system packages, build, fmt + clippy + all tests
+  demo   [-- SUPERVISOR ARGS]   run examples/demo.toml in the foreground (Ctrl-C stops it)
+  bench  [--quick] [--only PEER,...] [--out FILE | --no-write]
+                                ours vs supervisord, s6, runit, shell loop; writes BENCHMARKS.md
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let rest: Vec<String> = args.collect();
+    match command.as_deref() {
+        Some("test") => test::run(&rest),
+        Some("demo") => demo::run(&rest),
+        Some("bench") => bench::run(&rest),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(other) => {
+            eprint!("xtask: unknown command `{other}`\n\n{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+        None => {
+            eprint!("{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

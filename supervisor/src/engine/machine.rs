@@ -234,6 +234,8 @@ impl Program {
         );
         e.error = Some(error.to_string());
         e.cause = Some(ExitCause::SpawnFailed);
+        // The status a shell reports for the same failure: 127 not found, 126 not executable.
+        e.exit_code = self.last_exit.as_ref().map(|x| x.status);
         e.retry_in_s = retry.map(|d| d.as_secs_f64());
         events.push(e);
         events.extend(self.give_up_if_exhausted(State::Backoff));

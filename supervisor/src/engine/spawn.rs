@@ -67,6 +67,130 @@ pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
     let Some((program, args)) = spec.command.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
+    let (stdout_r, stdout_w) = pipe_for(&spec.stdout)?;
+    let (stderr_r, stderr_w) = if spec.redirect_stderr {
+        (None, stdout_w.as_ref().map(|w| w.try_clone()).transpose()?)
+    } else {
+        pipe_for(&spec.stderr)?
+    };
+    let pid = if can_posix_spawn(spec) {
+        posix_spawn(spec, program, args, stdout_w.as_ref(), stderr_w.as_ref())?
+    } else {
+        fork_exec(spec, program, args, stdout_w, stderr_w)?
+    };
+    let raw = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("spawn returned pid 0"))?;
+    let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(io::Error::from)?;
+    Ok(Spawned {
+        pid,
+        pidfd,
+        stdout: stdout_r,
+        stderr: stderr_r,
+    })
+}
+
+/// The environment variables the supervisor adds for a program (as supervisord does).
+fn supervisor_env(spec: &ProgramSpec) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("SUPERVISOR_ENABLED".to_string(), "1".to_string()),
+        ("SUPERVISOR_PROCESS_NAME".to_string(), spec.name.clone()),
+    ];
+    if let Some(group) = &spec.group {
+        env.push(("SUPERVISOR_GROUP_NAME".to_string(), group.clone()));
+    }
+    env
+}
+
+/// posix_spawn (a vfork-like clone: no page tables copied, so restarts are fast) can do
+/// everything a program needs unless it changes user, umask or directory, or sets its own
+/// PATH (posix_spawnp searches the supervisor's PATH).
+fn can_posix_spawn(spec: &ProgramSpec) -> bool {
+    spec.user.is_none()
+        && spec.umask.is_none()
+        && spec.directory.is_none()
+        && !spec.environment.iter().any(|(k, _)| k == "PATH")
+}
+
+fn cstring(s: impl Into<Vec<u8>>) -> io::Result<CString> {
+    CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+fn posix_spawn(
+    spec: &ProgramSpec,
+    program: &str,
+    args: &[String],
+    stdout: Option<&OwnedFd>,
+    stderr: Option<&OwnedFd>,
+) -> io::Result<u32> {
+    use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+    use nix::sys::signal::SigSet;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+
+    let mut attr = PosixSpawnAttr::init()?;
+    // Start with no signal blocked (the supervisor blocks the ones it reads through signalfd)
+    // and SIGPIPE back at its default action (Rust ignores it; an ignored signal stays ignored
+    // across exec, while handled ones are reset by exec itself).
+    attr.set_sigmask(&SigSet::empty())?;
+    let mut pipe = SigSet::empty();
+    pipe.add(nix::sys::signal::Signal::SIGPIPE);
+    attr.set_sigdefault(&pipe)?;
+    attr.set_pgroup(nix::unistd::Pid::from_raw(0))?;
+    attr.set_flags(
+        PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+            | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+            | PosixSpawnFlags::POSIX_SPAWN_SETPGROUP,
+    )?;
+    let mut actions = PosixSpawnFileActions::init()?;
+    let null = c"/dev/null";
+    actions.add_open(
+        0,
+        null,
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    for (fd, target) in [(1, stdout), (2, stderr)] {
+        match target {
+            Some(w) => actions.add_dup2(w.as_raw_fd(), fd)?,
+            None => actions.add_open(
+                fd,
+                null,
+                nix::fcntl::OFlag::O_WRONLY,
+                nix::sys::stat::Mode::empty(),
+            )?,
+        }
+    }
+    let argv = std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .map(cstring)
+        .collect::<io::Result<Vec<_>>>()?;
+    let extra: Vec<(String, String)> = supervisor_env(spec)
+        .into_iter()
+        .chain(spec.environment.iter().cloned())
+        .collect();
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if !extra.iter().any(|(ek, _)| ek.as_bytes() == k.as_bytes()) {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            envp.push(cstring(kv)?);
+        }
+    }
+    for (k, v) in &extra {
+        envp.push(cstring(format!("{k}={v}"))?);
+    }
+    let pid = nix::spawn::posix_spawnp(&argv[0], &actions, &attr, &argv, &envp)?;
+    Ok(pid.as_raw() as u32)
+}
+
+/// fork + exec through std, with a pre-exec hook for the user, umask and signal mask.
+fn fork_exec(
+    spec: &ProgramSpec,
+    program: &str,
+    args: &[String],
+    stdout_w: Option<OwnedFd>,
+    stderr_w: Option<OwnedFd>,
+) -> io::Result<u32> {
     let creds = spec.user.as_deref().map(resolve_user).transpose()?;
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).process_group(0);
@@ -84,13 +208,6 @@ pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
     if let Some(dir) = &spec.directory {
         cmd.current_dir(dir);
     }
-
-    let (stdout_r, stdout_w) = pipe_for(&spec.stdout)?;
-    let (stderr_r, stderr_w) = if spec.redirect_stderr {
-        (None, stdout_w.as_ref().map(|w| w.try_clone()).transpose()?)
-    } else {
-        pipe_for(&spec.stderr)?
-    };
     cmd.stdout(stdout_w.map_or_else(Stdio::null, Stdio::from));
     cmd.stderr(stderr_w.map_or_else(Stdio::null, Stdio::from));
 
@@ -101,7 +218,7 @@ pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
     unsafe {
         cmd.pre_exec(move || {
             // The supervisor blocks the signals it reads through signalfd; the program must
-            // start with none blocked.
+            // start with none blocked (std's posix_spawn path would keep them blocked).
             nix::sys::signal::sigprocmask(
                 nix::sys::signal::SigmaskHow::SIG_SETMASK,
                 Some(&nix::sys::signal::SigSet::empty()),
@@ -119,17 +236,8 @@ pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
         });
     }
     let child = cmd.spawn()?;
-    let pid = child.id();
     // Dropping `child` neither waits for nor kills it: reaping stays with the engine.
-    drop(child);
-    let raw = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("fork returned pid 0"))?;
-    let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(io::Error::from)?;
-    Ok(Spawned {
-        pid,
-        pidfd,
-        stdout: stdout_r,
-        stderr: stderr_r,
-    })
+    Ok(child.id())
 }
 
 /// A pipe for a stream that is read (forwarded or written to a file), or nothing when the

@@ -1,0 +1,159 @@
+//! `cargo xtask test`: everything CI checks, in the order a failure is cheapest to report.
+//!
+//! 1. System packages the e2e tests drive (supervisord, s6, runit, Prometheus, ...): installed if
+//!    missing ([`crate::deps`]).
+//! 2. `cargo build --release -p supervisor`: the e2e tests run `target/release/supervisor`, found
+//!    through `SUPERVISOR_BIN`.
+//! 3. `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test --workspace --release`.
+//!
+//! Every step runs even if an earlier one failed (except the tests, when the build failed), so
+//! one run shows every problem; a summary follows and the exit status is non-zero on any failure.
+//! One global deadline covers all steps: a step still running then has its whole process tree
+//! killed, so a hung test fails CI instead of hanging it.
+
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{deps, procs, util};
+
+/// Default global budget for the whole run.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
+
+/// How a step ended.
+enum Outcome {
+    Passed,
+    Failed(String),
+    TimedOut,
+    Skipped(&'static str),
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode> {
+    let timeout = parse_args(args)?;
+    let deadline = Instant::now() + timeout;
+
+    deps::ensure(deps::TEST_PACKAGES)?;
+
+    let bin = util::supervisor_bin();
+    let mut results: Vec<(&str, Outcome, Duration)> = Vec::new();
+    let mut step = |name: &'static str, cmd: Option<Command>| {
+        let started = Instant::now();
+        let outcome = match cmd {
+            Some(cmd) => run_step(name, cmd, deadline),
+            None => Outcome::Skipped("the release build failed"),
+        };
+        let passed = matches!(outcome, Outcome::Passed);
+        results.push((name, outcome, started.elapsed()));
+        passed
+    };
+
+    let built = step(
+        "build",
+        Some(cargo(&["build", "--release", "-p", "supervisor"])),
+    );
+    step("fmt", Some(cargo(&["fmt", "--all", "--", "--check"])));
+    step(
+        "clippy",
+        Some(cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])),
+    );
+    let tests = built.then(|| {
+        // --no-fail-fast: a failing test binary does not hide the results of the next ones.
+        let mut cmd = cargo(&["test", "--workspace", "--release", "--no-fail-fast"]);
+        cmd.env("SUPERVISOR_BIN", &bin);
+        cmd
+    });
+    step("test", tests);
+
+    println!("\n==> summary");
+    let mut ok = true;
+    for (name, outcome, took) in &results {
+        let verdict = match outcome {
+            Outcome::Passed => "ok".to_string(),
+            Outcome::Failed(why) => {
+                ok = false;
+                format!("FAILED ({why})")
+            }
+            Outcome::TimedOut => {
+                ok = false;
+                format!("TIMED OUT (global budget {} min)", timeout.as_secs() / 60)
+            }
+            Outcome::Skipped(why) => {
+                ok = false;
+                format!("skipped: {why}")
+            }
+        };
+        println!("    {name:<8} {:>6.1}s  {verdict}", took.as_secs_f64());
+    }
+    println!("{}", if ok { "==> all passed" } else { "==> FAILED" });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn parse_args(args: &[String]) -> Result<Duration> {
+    let mut timeout = DEFAULT_TIMEOUT;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--timeout-mins" => {
+                let v = it.next().context("--timeout-mins needs a number")?;
+                let mins: u64 = v
+                    .parse()
+                    .with_context(|| format!("bad --timeout-mins {v}"))?;
+                timeout = Duration::from_secs(mins * 60);
+            }
+            other => bail!("unknown option for `test`: {other}"),
+        }
+    }
+    Ok(timeout)
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = util::cargo();
+    cmd.args(args);
+    cmd
+}
+
+/// Runs one step with the terminal attached; kills its process tree at the deadline.
+fn run_step(name: &str, mut cmd: Command, deadline: Instant) -> Outcome {
+    let shown: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    println!("\n==> [{name}] {}", shown.join(" "));
+    if Instant::now() >= deadline {
+        return Outcome::TimedOut;
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(err) => return Outcome::Failed(format!("cannot start: {err}")),
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Outcome::Passed,
+            Ok(Some(status)) => return Outcome::Failed(status.to_string()),
+            Ok(None) => {}
+            Err(err) => return Outcome::Failed(format!("cannot wait: {err}")),
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "xtask: [{name}] global timeout reached: killing it and everything it started"
+            );
+            procs::kill_tree(child.id() as i32, Duration::from_secs(5));
+            let _ = child.kill();
+            let _ = child.wait();
+            return Outcome::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
