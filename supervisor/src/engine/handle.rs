@@ -31,6 +31,8 @@ pub struct ProgramStatus {
     pub restarts: u64,
     pub autostart: bool,
     pub critical: bool,
+    /// Start order (ascending) and stop order (descending).
+    pub priority: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<LastExit>,
     /// The process group the supervisor created for the current process (== pid), while alive.
@@ -68,13 +70,51 @@ fn ser_opt_ts<S: serde::Serializer>(ts: &Option<SystemTime>, s: S) -> Result<S::
     }
 }
 
+/// What a control request does to the programs it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Control {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// The reply to a request that names programs: the names it resolved to (in priority order),
+/// or an error saying which names are unknown and which exist.
+pub type Reply<T> = oneshot::Sender<Result<T, String>>;
+
 /// What can be asked of the engine.
 #[derive(Debug)]
 pub enum Request {
     /// Every program's status, in priority order.
     Status(oneshot::Sender<Vec<ProgramStatus>>),
-    /// Stop everything in order and exit with `code` (SIGTERM does the same with code 0).
+    /// Stop everything in order and exit (SIGTERM does the same).
     Shutdown { reason: String },
+    /// Start, stop or restart the named programs. Names: a program, `GROUP:*`, `GROUP:NAME`,
+    /// or `all`. The reply comes once the request is applied, not when it has completed:
+    /// watch the events (or poll the status) for the outcome.
+    Control {
+        action: Control,
+        names: Vec<String>,
+        reply: Reply<Vec<String>>,
+    },
+    /// Send `signo` to the named programs' processes.
+    Signal {
+        signo: i32,
+        names: Vec<String>,
+        reply: Reply<Vec<String>>,
+    },
+    /// Re-read the config file and apply the difference (same as SIGHUP).
+    Reload(Reply<ReloadSummary>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +156,44 @@ impl EngineHandle {
             })
             .await
             .map_err(|_| EngineGone)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| EngineGone.to_string())?;
+        rx.await.map_err(|_| EngineGone.to_string())?
+    }
+
+    /// Starts, stops or restarts the named programs; returns the resolved names.
+    pub async fn control(
+        &self,
+        action: Control,
+        names: Vec<String>,
+    ) -> Result<Vec<String>, String> {
+        self.ask(|reply| Request::Control {
+            action,
+            names,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends a signal to the named programs; returns the resolved names.
+    pub async fn signal(&self, signo: i32, names: Vec<String>) -> Result<Vec<String>, String> {
+        self.ask(|reply| Request::Signal {
+            signo,
+            names,
+            reply,
+        })
+        .await
+    }
+
+    /// Reloads the configuration file.
+    pub async fn reload(&self) -> Result<ReloadSummary, String> {
+        self.ask(Request::Reload).await
     }
 
     /// A handle with no engine behind it plus the receiving end, for tests of the consumers.

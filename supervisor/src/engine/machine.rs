@@ -533,6 +533,7 @@ impl Program {
             restarts: self.restarts,
             autostart: self.spec.autostart,
             critical: self.spec.critical,
+            priority: self.spec.priority,
             last_exit: self.last_exit.clone(),
             pgid: self.pid,
         }

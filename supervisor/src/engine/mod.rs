@@ -311,7 +311,10 @@ impl Engine {
             libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
                 self.begin_shutdown(&format!("{name} {from}"), 0)
             }
-            libc::SIGHUP if self.config_path.is_some() => self.reload(),
+            libc::SIGHUP if self.config_path.is_some() => {
+                // Failures are logged by `reload` itself.
+                let _ = self.reload();
+            }
             libc::SIGUSR1 => self.output.reopen(),
             other if self.one_command => {
                 for i in 0..self.slots.len() {
@@ -329,6 +332,126 @@ impl Engine {
                 let _ = reply.send(self.slots.iter().map(|s| s.prog.status(now)).collect());
             }
             Request::Shutdown { reason } => self.begin_shutdown(&reason, 0),
+            Request::Control {
+                action,
+                names,
+                reply,
+            } => {
+                let result = self.resolve(&names).map(|found| {
+                    self.control(action, &found);
+                    found
+                        .iter()
+                        .map(|&i| self.slots[i].prog.spec.name.clone())
+                        .collect()
+                });
+                let _ = reply.send(result);
+            }
+            Request::Signal {
+                signo,
+                names,
+                reply,
+            } => {
+                let result = self.resolve(&names).and_then(|found| {
+                    if rustix::process::Signal::from_named_raw(signo).is_none() {
+                        return Err(format!("signal {signo} is not a standard signal"));
+                    }
+                    let mut sent = Vec::new();
+                    for &i in &found {
+                        let p = &self.slots[i].prog;
+                        if p.pid.is_none() {
+                            continue;
+                        }
+                        let mut e = p.event(
+                            Level::Info,
+                            Kind::Signaled,
+                            p.state,
+                            format!(
+                                "signaled: {} (pid {}) with {} on request",
+                                p.spec.name,
+                                p.pid.unwrap_or(0),
+                                signal_name(signo)
+                            ),
+                        );
+                        e.signal = Some(signal_name(signo));
+                        self.bus.emit(e);
+                        self.send_signal(i, signo, false);
+                        sent.push(self.slots[i].prog.spec.name.clone());
+                    }
+                    Ok(sent)
+                });
+                let _ = reply.send(result);
+            }
+            Request::Reload(reply) => {
+                let _ = reply.send(self.reload());
+            }
+        }
+    }
+
+    /// Resolves program names (`name`, `GROUP:*`, `GROUP:NAME`, `all`) to slot indices in
+    /// priority order; an unknown name is an error listing the known ones.
+    fn resolve(&self, names: &[String]) -> Result<Vec<usize>, String> {
+        let mut found = Vec::new();
+        let mut unknown = Vec::new();
+        for name in names {
+            let before = found.len();
+            for (i, s) in self.slots.iter().enumerate() {
+                let spec = &s.prog.spec;
+                let group = spec.group.as_deref();
+                let hit = name == "all"
+                    || *name == spec.name
+                    || name
+                        .strip_suffix(":*")
+                        .is_some_and(|g| Some(g) == group || g == spec.name)
+                    || name
+                        .split_once(':')
+                        .is_some_and(|(g, n)| Some(g) == group && n == spec.name);
+                if hit && !found.contains(&i) {
+                    found.push(i);
+                }
+            }
+            if found.len() == before
+                && !names.is_empty()
+                && !self.slots.iter().any(|s| *name == s.prog.spec.name)
+            {
+                unknown.push(name.clone());
+            }
+        }
+        if !unknown.is_empty() {
+            let known: Vec<&str> = self
+                .slots
+                .iter()
+                .map(|s| s.prog.spec.name.as_str())
+                .collect();
+            return Err(format!(
+                "no such program: {} (known: {}; also GROUP:* and all)",
+                unknown.join(", "),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        if names.is_empty() {
+            return Err("name at least one program, GROUP:*, or all".to_string());
+        }
+        found.sort_unstable();
+        Ok(found)
+    }
+
+    fn control(&mut self, action: handle::Control, found: &[usize]) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        for &i in found {
+            let (events, actions) = match action {
+                handle::Control::Start => (vec![], self.slots[i].prog.start()),
+                handle::Control::Stop => self.slots[i].prog.stop(now, AfterStop::Stay),
+                handle::Control::Restart => self.slots[i].prog.stop(now, AfterStop::Start),
+            };
+            self.emit_all(events);
+            self.perform(i, actions);
         }
     }
 
@@ -443,26 +566,26 @@ impl Engine {
 
     // ----- reload -----
 
-    fn reload(&mut self) {
+    fn reload(&mut self) -> Result<handle::ReloadSummary, String> {
         let Some(path) = self.config_path.clone() else {
-            return;
+            return Err(
+                "nothing to reload: the supervisor runs one command, not a config file".to_string(),
+            );
         };
         let new = match config::load(&path) {
             Ok(c) => c,
             Err(e) => {
-                self.notice(
-                    Level::Error,
-                    format!("reload failed, keeping the running configuration: {e}"),
-                );
-                return;
+                let msg = format!("reload failed, keeping the running configuration: {e}");
+                self.notice(Level::Error, msg.clone());
+                return Err(msg);
             }
         };
         let now = Instant::now();
-        let (mut added, mut changed, mut removed, mut unchanged) = (vec![], vec![], vec![], 0usize);
+        let (mut added, mut changed, mut removed, mut unchanged) = (vec![], vec![], vec![], vec![]);
         for i in 0..self.slots.len() {
             let name = self.slots[i].prog.spec.name.clone();
             match new.programs.iter().find(|s| s.name == name) {
-                Some(spec) if spec.same_as(&self.slots[i].prog.spec) => unchanged += 1,
+                Some(spec) if spec.same_as(&self.slots[i].prog.spec) => unchanged.push(name),
                 Some(spec) => {
                     changed.push(name);
                     let (ev, act) = self.slots[i]
@@ -494,10 +617,7 @@ impl Engine {
             let i = self.slots.len() - 1;
             self.bus.emit(self.added_event(i));
         }
-        self.slots.sort_by(|a, b| {
-            (a.prog.spec.priority, &a.prog.spec.name)
-                .cmp(&(b.prog.spec.priority, &b.prog.spec.name))
-        });
+        self.sort_slots();
         for i in 0..self.slots.len() {
             if added.contains(&self.slots[i].prog.spec.name) && self.slots[i].prog.spec.autostart {
                 let actions = self.slots[i].prog.start();
@@ -514,13 +634,28 @@ impl Engine {
         self.notice_kind(
             Kind::Reloaded,
             format!(
-                "reloaded {}: added {}; changed {}; removed {}; unchanged {unchanged}",
+                "reloaded {}: added {}; changed {}; removed {}; unchanged {}",
                 path.display(),
                 list(&added),
                 list(&changed),
-                list(&removed)
+                list(&removed),
+                unchanged.len()
             ),
         );
+        Ok(handle::ReloadSummary {
+            added,
+            changed,
+            removed,
+            unchanged,
+        })
+    }
+
+    /// Keeps programs in start order (a reload may change priorities).
+    fn sort_slots(&mut self) {
+        self.slots.sort_by(|a, b| {
+            (a.prog.spec.priority, &a.prog.spec.name)
+                .cmp(&(b.prog.spec.priority, &b.prog.spec.name))
+        });
     }
 
     fn notice_kind(&self, kind: Kind, msg: String) {
@@ -546,6 +681,7 @@ impl Engine {
             }
         }
         debug_assert!(self.slots.len() <= before);
+        self.sort_slots();
         self.advance_shutdown();
     }
 
