@@ -341,17 +341,8 @@ impl Program {
                 decorate(&mut e);
                 e.expected = Some(expected);
                 events.push(e);
-                match std::mem::replace(&mut self.after_stop, AfterStop::Stay) {
-                    AfterStop::Stay => {}
-                    AfterStop::Start => actions.extend(self.start()),
-                    AfterStop::Replace(spec) => {
-                        self.spec = *spec;
-                        if self.spec.autostart {
-                            actions.extend(self.start());
-                        }
-                    }
-                    AfterStop::Remove => self.after_stop = AfterStop::Remove,
-                }
+                let then = std::mem::replace(&mut self.after_stop, AfterStop::Stay);
+                actions.extend(self.follow_up(then));
             }
             State::Starting if uptime < self.spec.startsecs => {
                 self.backoff += 1;
@@ -491,19 +482,27 @@ impl Program {
                         format!("stopped: {} (was in BACKOFF state)", self.spec.name),
                     ));
                 }
-                let mut actions = Vec::new();
-                match then {
-                    AfterStop::Stay => {}
-                    AfterStop::Start => actions.extend(self.start()),
-                    AfterStop::Replace(spec) => {
-                        self.spec = *spec;
-                        if self.spec.autostart {
-                            actions.extend(self.start());
-                        }
-                    }
-                    AfterStop::Remove => self.after_stop = AfterStop::Remove,
+                (events, self.follow_up(then))
+            }
+        }
+    }
+
+    /// What happens once the program is down after a stop we asked for.
+    fn follow_up(&mut self, then: AfterStop) -> Vec<Action> {
+        match then {
+            AfterStop::Stay => vec![],
+            AfterStop::Start => self.start(),
+            AfterStop::Replace(spec) => {
+                self.spec = *spec;
+                if self.spec.autostart {
+                    self.start()
+                } else {
+                    vec![]
                 }
-                (events, actions)
+            }
+            AfterStop::Remove => {
+                self.after_stop = AfterStop::Remove;
+                vec![]
             }
         }
     }

@@ -73,6 +73,7 @@ fn status(name: &str, state: State, autostart: bool) -> ProgramStatus {
         restarts: 2,
         autostart,
         critical: false,
+        priority: 999,
         last_exit: None,
         pgid: None,
     }
@@ -328,7 +329,8 @@ async fn api_programs_schema() {
         v[0],
         serde_json::json!({
             "name": "web", "state": "RUNNING", "pid": 42, "start_time": "2027-01-15T08:00:00.000Z",
-            "uptime_s": 1.5, "restarts": 2, "autostart": true, "critical": false
+            "uptime_s": 1.5, "restarts": 2, "autostart": true, "critical": false,
+            "priority": 999
         })
     );
     assert_eq!(v[1]["group"], "backend");
