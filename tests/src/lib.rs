@@ -90,19 +90,29 @@ pub struct Sup {
 impl Sup {
     /// Starts `supervisor <args>` with stdout/stderr going to files in `dir`.
     pub fn start(mode: Mode, dir: &Path, args: &[&str]) -> Sup {
+        let bin = bin();
+        match mode {
+            Mode::Pid1 => {
+                let mut full = vec![
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                    "--kill-child",
+                    bin.to_str().expect("utf-8 path"),
+                ];
+                full.extend_from_slice(args);
+                Sup::start_command(mode, dir, "unshare", &full)
+            }
+            Mode::Child => Sup::start_command(mode, dir, bin.to_str().expect("utf-8 path"), args),
+        }
+    }
+
+    fn start_command(mode: Mode, dir: &Path, program: &str, args: &[&str]) -> Sup {
         let log_path = dir.join(format!("supervisor-{}.log", unique()));
         let err_path = dir.join(format!("supervisor-{}.err", unique()));
         let out = fs::File::create(&log_path).expect("create log file");
         let err = fs::File::create(&err_path).expect("create err file");
-        let mut cmd = match mode {
-            Mode::Pid1 => {
-                let mut c = Command::new("unshare");
-                c.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-                    .arg(bin());
-                c
-            }
-            Mode::Child => Command::new(bin()),
-        };
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(out)
@@ -117,6 +127,23 @@ impl Sup {
             exit: None,
             _dir: None,
         }
+    }
+
+    /// Starts `supervisor <args>` (as a plain child) inside the memory cgroup `cg`, from its
+    /// very first instruction.
+    pub fn start_in_cgroup(cg: &MemoryCgroup, dir: &Path, args: &[&str]) -> Sup {
+        let procs = cg.dir.join("cgroup.procs");
+        let script = format!("echo $$ > {} && exec \"$@\"", procs.display());
+        let bin = bin();
+        let mut full = vec![
+            "-c",
+            script.as_str(),
+            "sh",
+            bin.to_str().expect("utf-8 path"),
+        ];
+        full.extend_from_slice(args);
+        // `exec` keeps the pid: the supervisor is the child we started.
+        Sup::start_command(Mode::Child, dir, "sh", &full)
     }
 
     /// Starts the supervisor on a config file with metrics off.
@@ -444,4 +471,102 @@ pub fn http_get(addr: &str, path: &str) -> HttpReply {
         format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes(),
     )
     .unwrap_or_else(|| panic!("no HTTP response from {addr}{path}"))
+}
+
+/// A memory cgroup (v2, or the v1 memory controller) with a limit, removed on drop.
+pub struct MemoryCgroup {
+    dir: PathBuf,
+}
+
+impl MemoryCgroup {
+    /// Creates a child of the test's own memory cgroup limited to `limit` bytes (no swap).
+    pub fn create(tag: &str, limit: u64) -> Option<MemoryCgroup> {
+        let cgroups = fs::read_to_string("/proc/self/cgroup").ok()?;
+        let name = format!("sup-e2e-{tag}-{}", std::process::id());
+        for line in cgroups.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let rel = path.trim_start_matches('/');
+            let (base, files): (PathBuf, &[&str]) = if controllers.is_empty() {
+                (
+                    PathBuf::from("/sys/fs/cgroup").join(rel),
+                    &["memory.max", "memory.swap.max"],
+                )
+            } else if controllers.split(',').any(|c| c == "memory") {
+                (
+                    PathBuf::from("/sys/fs/cgroup/memory").join(rel),
+                    &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"],
+                )
+            } else {
+                continue;
+            };
+            if !base.join(files[0]).exists() && !base.join("cgroup.procs").exists() {
+                continue;
+            }
+            let dir = base.join(&name);
+            if fs::create_dir(&dir).is_err() || !dir.join(files[0]).exists() {
+                let _ = fs::remove_dir(&dir);
+                continue;
+            }
+            for f in files {
+                let value = if f.contains("swap") {
+                    "0".to_string()
+                } else {
+                    limit.to_string()
+                };
+                let _ = fs::write(dir.join(f), value);
+            }
+            return Some(MemoryCgroup { dir });
+        }
+        None
+    }
+
+    /// Moves `pid` into the cgroup.
+    pub fn add(&self, pid: u32) {
+        fs::write(self.dir.join("cgroup.procs"), pid.to_string()).expect("move into cgroup");
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // The cgroup can be removed once its processes are gone; retry briefly.
+        for _ in 0..50 {
+            if fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs `supervisor ARGS` against the control socket `sock` (via `SUPERVISOR_SOCKET`); returns
+/// (exit code, stdout, stderr).
+pub fn ctl(sock: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env("SUPERVISOR_SOCKET", sock)
+        .output()
+        .expect("run supervisor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Waits until the control socket `sock` answers `supervisor status` (any exit but 4).
+pub fn wait_socket(sock: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (code, _, err) = ctl(sock, &["status"]);
+        if code != 4 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the control socket {} did not answer within {timeout:?}: {err}",
+            sock.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -491,3 +491,39 @@ fn debian_supervisord_conf_with_includes_loads() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("apache2") && out.contains("mysqld"), "{out}");
 }
+
+/// A SIGKILL from the kernel's OOM killer is told apart from any other SIGKILL (memory cgroup
+/// counter, no eBPF needed): cause `oom_killed`.
+#[test]
+fn oom_kill_is_named_as_such() {
+    let Some(cg) = MemoryCgroup::create("oom", 64 << 20) else {
+        panic!("cannot create a memory cgroup here (need root and a writable cgroup fs)");
+    };
+    let dir = TempDir::new("oom");
+    let victim = "[program:victim]\ncommand=sleep 1000\nstartsecs=0\n\n";
+    let conf = dir.write("s.conf", victim);
+    let conf_s = conf.to_str().unwrap();
+    let mut sup = Sup::start_in_cgroup(
+        &cg,
+        dir.path(),
+        &["run", "-c", conf_s, "--metrics-addr", "off"],
+    );
+    sup.wait_event("victim running", T, |e| is(e, "running", "victim"));
+    // The memory hog comes with a reload, once the victim is up.
+    std::fs::write(
+        &conf,
+        format!("{victim}[program:hog]\ncommand=python3 -c \"b = b'x' * (256 << 20)\"\nstartsecs=0\nautorestart=false\n"),
+    )
+    .unwrap();
+    sup.signal(libc::SIGHUP);
+    let e = sup.wait_event("hog exited", T, |e| is(e, "exited", "hog"));
+    assert_eq!(e["signal"], "SIGKILL", "{e}");
+    assert_eq!(e["cause"], "oom_killed", "{e}");
+    // An ordinary SIGKILL is not an OOM kill.
+    let v = sup.wait_event("victim running", T, |e| is(e, "running", "victim"));
+    sup.signal_program_pid(pid(&v), libc::SIGKILL);
+    let e = sup.wait_event("victim exited", T, |e| is(e, "exited", "victim"));
+    assert_eq!(e["cause"], "signaled", "{e}");
+    sup.signal(libc::SIGTERM);
+    sup.wait_exit(T);
+}

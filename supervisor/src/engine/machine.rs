@@ -272,14 +272,21 @@ impl Program {
         None
     }
 
-    /// The process died with `status` (already reaped).
+    /// The process died with `status` (already reaped); `oom_killed` when the kernel's OOM
+    /// killer is known to have sent the SIGKILL.
     pub fn exited(
         &mut self,
         status: ExitStatus,
+        oom_killed: bool,
         now: Instant,
         wall: SystemTime,
     ) -> (Vec<Event>, Vec<Action>) {
         let pid = self.pid;
+        let cause = if oom_killed {
+            ExitCause::OomKilled
+        } else {
+            status.cause()
+        };
         let uptime = self
             .started
             .map(|(t, _)| now.saturating_duration_since(t))
@@ -292,7 +299,7 @@ impl Program {
         let expected = code.is_some_and(|c| self.spec.exitcodes.contains(&c));
         self.last_exit = Some(LastExit {
             at: wall,
-            cause: status.cause(),
+            cause,
             exit_code: code,
             signal: match status {
                 ExitStatus::Signal { signo, .. } => Some(signal_name(signo)),
@@ -319,7 +326,7 @@ impl Program {
                 e.signal = Some(signal_name(signo));
                 e.core_dumped = Some(core_dumped);
             }
-            e.cause = Some(status.cause());
+            e.cause = Some(cause);
             e.uptime_s = Some(round_ms(uptime));
         };
         self.pid = None;

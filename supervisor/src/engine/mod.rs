@@ -13,6 +13,7 @@
 
 pub mod handle;
 pub mod machine;
+pub mod oom;
 pub mod signals;
 pub mod spawn;
 pub mod wait;
@@ -80,6 +81,8 @@ pub struct Engine {
     /// Some program had to be SIGKILLed during shutdown.
     killed_any: bool,
     orphans_reaped: u64,
+    /// Tells OOM kills from other SIGKILLs.
+    oom: oom::OomCounter,
 }
 
 impl Engine {
@@ -117,6 +120,7 @@ impl Engine {
             shutdown: None,
             killed_any: false,
             orphans_reaped: 0,
+            oom: oom::OomCounter::new(),
         };
         (
             engine,
@@ -229,10 +233,18 @@ impl Engine {
     }
 
     fn on_exit(&mut self, i: usize, status: ExitStatus) {
+        let sigkill = matches!(
+            status,
+            ExitStatus::Signal {
+                signo: libc::SIGKILL,
+                ..
+            }
+        );
+        let oom_killed = sigkill && !self.slots[i].prog.killed && self.oom.claim();
         let (events, actions) =
             self.slots[i]
                 .prog
-                .exited(status, Instant::now(), SystemTime::now());
+                .exited(status, oom_killed, Instant::now(), SystemTime::now());
         self.emit_all(events);
         self.perform(i, actions);
         self.check_critical(i);

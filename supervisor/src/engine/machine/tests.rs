@@ -110,7 +110,7 @@ fn exit_from_running_follows_autorestart_and_exitcodes() {
         p.start();
         p.spawned(7, now, wall);
         p.timer(now + Duration::from_secs(1));
-        let (ev, act) = p.exited(status, now + Duration::from_secs(5), wall);
+        let (ev, act) = p.exited(status, false, now + Duration::from_secs(5), wall);
         assert_eq!(p.state, State::Exited, "{status:?}");
         assert_eq!(ev[0].kind, Kind::Exited);
         assert_eq!(ev[0].expected, Some(expected), "{status:?} {autorestart:?}");
@@ -164,7 +164,12 @@ fn quick_exits_back_off_with_growing_delay_then_fatal() {
     let mut delays = Vec::new();
     for attempt in 1..=4 {
         p.spawned(100 + attempt, now, wall);
-        let (ev, act) = p.exited(ExitStatus::Code(1), now + Duration::from_millis(10), wall);
+        let (ev, act) = p.exited(
+            ExitStatus::Code(1),
+            false,
+            now + Duration::from_millis(10),
+            wall,
+        );
         assert!(act.is_empty());
         assert!(ev[0].msg.ends_with("(exit status 1; not expected)"));
         if attempt <= 3 {
@@ -246,6 +251,7 @@ fn stop_signals_then_escalates_to_sigkill_after_stopwaitsecs() {
             signo: libc::SIGKILL,
             core_dumped: false,
         },
+        false,
         now + Duration::from_secs(12),
         wall,
     );
@@ -273,7 +279,12 @@ fn restart_stops_then_starts() {
     p.start();
     p.spawned(9, now, wall);
     p.stop(now, AfterStop::Start);
-    let (ev, act) = p.exited(ExitStatus::Code(0), now + Duration::from_millis(5), wall);
+    let (ev, act) = p.exited(
+        ExitStatus::Code(0),
+        false,
+        now + Duration::from_millis(5),
+        wall,
+    );
     assert_eq!(ev[0].kind, Kind::Stopped);
     assert_eq!(act, vec![Action::Spawn]);
 }
@@ -284,7 +295,7 @@ fn stop_in_backoff_goes_to_stopped_without_a_timer() {
     let mut p = Program::new(spec());
     p.start();
     p.spawned(9, now, wall);
-    p.exited(ExitStatus::Code(1), now, wall);
+    p.exited(ExitStatus::Code(1), false, now, wall);
     assert_eq!(p.state, State::Backoff);
     let (ev, act) = p.stop(now, AfterStop::Stay);
     assert!(act.is_empty());
