@@ -105,6 +105,14 @@ pub enum Kind {
     Exiting,
     /// A notice about the configuration or the environment.
     Notice,
+    /// The program's readiness check passed (it is RUNNING and ready).
+    Ready,
+    /// The program waits for its dependencies to be ready before it starts.
+    Waiting,
+    /// One health check (debug level; counted in metrics, not kept in the history).
+    HealthCheck,
+    /// Too many failed health checks in a row: the program is restarted.
+    Unhealthy,
 }
 
 /// Why a process ended (bounded set: a metric label).
@@ -121,15 +129,18 @@ pub enum ExitCause {
     CoreDumped,
     /// Never ran: fork/exec failed.
     SpawnFailed,
+    /// Stopped by the supervisor because its health check kept failing.
+    Unhealthy,
 }
 
 impl ExitCause {
-    pub const ALL: [ExitCause; 5] = [
+    pub const ALL: [ExitCause; 6] = [
         ExitCause::Exited,
         ExitCause::Signaled,
         ExitCause::OomKilled,
         ExitCause::CoreDumped,
         ExitCause::SpawnFailed,
+        ExitCause::Unhealthy,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -138,6 +149,7 @@ impl ExitCause {
             ExitCause::OomKilled => "oom_killed",
             ExitCause::CoreDumped => "core_dumped",
             ExitCause::SpawnFailed => "spawn_failed",
+            ExitCause::Unhealthy => "unhealthy",
         }
     }
 }
@@ -192,6 +204,9 @@ pub struct Event {
     /// For `backoff`: seconds until the next attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_s: Option<f64>,
+    /// For `health_check`: whether it passed; for `running`/`ready`: whether the program is ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
 }
 
 fn ser_ts<S: serde::Serializer>(ts: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -223,6 +238,7 @@ impl Event {
             sender_pid: None,
             sender_uid: None,
             retry_in_s: None,
+            ok: None,
         }
     }
 
@@ -287,6 +303,11 @@ impl History {
 
 impl EventSink for History {
     fn record(&self, event: &Event) {
+        // Periodic checks would push the lifecycle events out of the ring; they are counted
+        // in the metrics instead.
+        if event.kind == Kind::HealthCheck {
+            return;
+        }
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.len() == self.capacity {
             events.pop_front();

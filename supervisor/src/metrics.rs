@@ -48,6 +48,10 @@ struct ProgramMetrics {
     last_exit_status: Option<i32>,
     /// The signal that ended the last process (0 when it exited with a code).
     last_signal: Option<i32>,
+    /// RUNNING and its readiness check (if any) has passed.
+    ready: bool,
+    /// Health checks that passed / failed.
+    health_checks: [u64; 2],
 }
 
 impl Default for ProgramMetrics {
@@ -61,6 +65,8 @@ impl Default for ProgramMetrics {
             exits: [0; ExitCause::ALL.len()],
             last_exit_status: None,
             last_signal: None,
+            ready: false,
+            health_checks: [0; 2],
         }
     }
 }
@@ -142,6 +148,7 @@ impl Shared {
             return;
         };
         p.state = state;
+        p.ready = state == State::Running && (p.ready || e.ok == Some(true));
         if p.group != e.group {
             p.group.clone_from(&e.group);
         }
@@ -174,6 +181,7 @@ impl Shared {
                     (None, None) => p.last_exit_status,
                 };
             }
+            Kind::HealthCheck => p.health_checks[usize::from(e.ok != Some(true))] += 1,
             Kind::SpawnFailed => {
                 p.pid = None;
                 p.exits[cause_index(ExitCause::SpawnFailed)] += 1;
@@ -237,6 +245,16 @@ const EXITS: FamilySpec = family(
     Type::Counter,
     "Ends of the program's processes (and failed spawns), by cause.",
 );
+const READY: FamilySpec = family(
+    "supervisor_program_ready",
+    Type::Gauge,
+    "1 when the program is RUNNING and its readiness check (if any) has passed, else 0.",
+);
+const HEALTH_CHECKS: FamilySpec = family(
+    "supervisor_program_health_checks_total",
+    Type::Counter,
+    "Health checks run while the program was RUNNING, by result.",
+);
 const START_TIME: FamilySpec = family(
     "supervisor_program_start_time_seconds",
     Type::Gauge,
@@ -290,11 +308,13 @@ const PROBE_LOADED: FamilySpec = family(
 
 /// Every family this module writes itself, in output order (the tests check each one).
 #[cfg(test)]
-const FAMILIES: [&FamilySpec; 14] = [
+const FAMILIES: [&FamilySpec; 16] = [
     &UP,
+    &READY,
     &STATE,
     &RESTARTS,
     &EXITS,
+    &HEALTH_CHECKS,
     &START_TIME,
     &UPTIME,
     &LAST_EXIT_CODE,
@@ -427,6 +447,10 @@ impl Metrics {
             for r in &rows {
                 t.sample(&UP, &r.labels, None, one(r.m.state == State::Running));
             }
+            t.header(&READY);
+            for r in &rows {
+                t.sample(&READY, &r.labels, None, one(r.m.ready));
+            }
             t.header(&STATE);
             for r in &rows {
                 for s in State::ALL {
@@ -446,6 +470,17 @@ impl Metrics {
             for r in &rows {
                 for (i, c) in ExitCause::ALL.iter().enumerate() {
                     t.sample(&EXITS, &r.labels, Some(("cause", c.as_str())), r.m.exits[i]);
+                }
+            }
+            t.header(&HEALTH_CHECKS);
+            for r in &rows {
+                for (i, result) in ["success", "failure"].iter().enumerate() {
+                    t.sample(
+                        &HEALTH_CHECKS,
+                        &r.labels,
+                        Some(("result", result)),
+                        r.m.health_checks[i],
+                    );
                 }
             }
             t.header(&START_TIME);

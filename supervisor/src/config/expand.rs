@@ -767,8 +767,97 @@ pub fn finish(mut programs: Vec<ProgramSpec>) -> Result<Vec<ProgramSpec>, Config
             ));
         }
     }
+    resolve_dependencies(&mut programs)?;
     programs.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
     Ok(programs)
+}
+
+/// Turns each `depends_on` entry (a program, process or group name) into the process names it
+/// means, and refuses unknown names and cycles.
+fn resolve_dependencies(programs: &mut [ProgramSpec]) -> Result<(), ConfigError> {
+    let names: Vec<(String, Option<String>)> = programs
+        .iter()
+        .map(|p| (p.name.clone(), p.group.clone()))
+        .collect();
+    for p in programs.iter_mut() {
+        let mut resolved = Vec::new();
+        for dep in &p.depends_on {
+            let hits: Vec<&String> = names
+                .iter()
+                .filter(|(n, g)| n == dep || g.as_deref() == Some(dep.as_str()))
+                .map(|(n, _)| n)
+                .collect();
+            if hits.is_empty() {
+                let known: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(invalid(
+                    &p.defined_at,
+                    "depends_on",
+                    format!(
+                        "{dep:?} is not a program here; the programs are: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if hits.iter().any(|h| **h == p.name) {
+                return Err(invalid(
+                    &p.defined_at,
+                    "depends_on",
+                    format!("{} cannot depend on itself", p.name),
+                ));
+            }
+            resolved.extend(hits.into_iter().cloned());
+        }
+        resolved.dedup();
+        p.depends_on = resolved;
+    }
+    // Depth-first search for a cycle: 0 unvisited, 1 on the current path, 2 done.
+    let index = |name: &str| programs.iter().position(|p| p.name == name);
+    let mut mark = vec![0u8; programs.len()];
+    fn visit(
+        i: usize,
+        programs: &[ProgramSpec],
+        mark: &mut [u8],
+        path: &mut Vec<usize>,
+        index: &dyn Fn(&str) -> Option<usize>,
+    ) -> Option<Vec<usize>> {
+        mark[i] = 1;
+        path.push(i);
+        for dep in &programs[i].depends_on {
+            let Some(j) = index(dep) else { continue };
+            if mark[j] == 1 {
+                let start = path.iter().position(|&k| k == j).unwrap_or(0);
+                let mut cycle = path[start..].to_vec();
+                cycle.push(j);
+                return Some(cycle);
+            }
+            if mark[j] == 0 {
+                if let Some(c) = visit(j, programs, mark, path, index) {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        mark[i] = 2;
+        None
+    }
+    for i in 0..programs.len() {
+        if mark[i] == 0 {
+            let mut path = Vec::new();
+            if let Some(cycle) = visit(i, programs, &mut mark, &mut path, &index) {
+                let first = &programs[cycle[0]];
+                let names: Vec<&str> = cycle.iter().map(|&k| programs[k].name.as_str()).collect();
+                return Err(invalid(
+                    &first.defined_at,
+                    "depends_on",
+                    format!(
+                        "dependency cycle: {}; remove one of these depends_on entries",
+                        names.join(" → ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Program and group names: supervisord refuses spaces, `:` and `/` (they break its URLs and

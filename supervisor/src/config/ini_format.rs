@@ -433,6 +433,13 @@ const PROGRAM_KEYS: &[&str] = &[
     "directory",
     "umask",
     "critical",
+    "depends_on",
+    "ready",
+    "ready_timeout",
+    "health",
+    "health_interval",
+    "health_timeout",
+    "health_retries",
 ];
 
 const NO_EVENTS: &str = " (there are no event listeners here)";
@@ -843,6 +850,12 @@ fn apply_group_priority(
     t.spec.priority = *priority;
 }
 
+fn parse_float(v: &str) -> Result<f64, String> {
+    v.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("{v:?} is not allowed; give a number of seconds"))
+}
+
 /// Applies a `[program:x]` setting that is the same for every process. `Ok(false)`: not a key
 /// this supervisor implements.
 fn apply(t: &mut ProgramTemplate, key: &str, v: &str) -> Result<bool, String> {
@@ -872,6 +885,20 @@ fn apply(t: &mut ProgramTemplate, key: &str, v: &str) -> Result<bool, String> {
         "umask" => spec.umask = Some(parse_octal(v)?),
         "redirect_stderr" => spec.redirect_stderr = parse_bool(v)?,
         "critical" => spec.critical = parse_bool(v)?,
+        // Extensions (not supervisord's): start-up dependencies, readiness and health checks.
+        "depends_on" => {
+            spec.depends_on = v
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        }
+        "ready" => spec.ready = Some(super::check::Check::parse(v, false)?),
+        "health" => spec.health = Some(super::check::Check::parse(v, true)?),
+        "ready_timeout" => spec.ready_timeout = super::expand::seconds(parse_float(v)?)?,
+        "health_interval" => spec.health_interval = super::expand::seconds(parse_float(v)?)?,
+        "health_timeout" => spec.health_timeout = super::expand::seconds(parse_float(v)?)?,
+        "health_retries" => spec.health_retries = parse_int_in(v, "a whole number, 1 or more")?,
         "stdout_logfile_maxbytes" => t.stdout.max_bytes = parse_byte_size(v)?,
         "stdout_logfile_backups" => t.stdout.backups = parse_int_in(v, COUNT)?,
         "stderr_logfile_maxbytes" => t.stderr.max_bytes = parse_byte_size(v)?,

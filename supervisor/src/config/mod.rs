@@ -5,6 +5,7 @@
 //! formats cannot behave differently. Parsing validates completely (file:line on every error)
 //! before anything is started.
 
+pub mod check;
 pub mod describe;
 pub mod expand;
 pub mod ini_format;
@@ -147,6 +148,21 @@ pub struct ProgramSpec {
     /// A critical program that stops for good makes the supervisor stop everything and exit with
     /// the program's exit code.
     pub critical: bool,
+    /// Programs that must be ready before this one starts (and that stop after it).
+    pub depends_on: Vec<String>,
+    /// How readiness is known (`None`: supervisord's startsecs rule).
+    pub ready: Option<check::Check>,
+    /// How long readiness may take before the start counts as failed.
+    #[serde(with = "secs")]
+    pub ready_timeout: Duration,
+    /// A periodic health check while RUNNING (`None`: none, and no timer).
+    pub health: Option<check::Check>,
+    #[serde(with = "secs")]
+    pub health_interval: Duration,
+    #[serde(with = "secs")]
+    pub health_timeout: Duration,
+    /// Consecutive failed health checks that make the program restart.
+    pub health_retries: u32,
     /// Where the program was defined.
     pub defined_at: Location,
 }
@@ -185,6 +201,13 @@ impl ProgramSpec {
             stdout: LogTarget::Stdout,
             stderr: LogTarget::Stderr,
             critical: false,
+            depends_on: Vec::new(),
+            ready: None,
+            ready_timeout: check::READY_TIMEOUT,
+            health: None,
+            health_interval: check::HEALTH_INTERVAL,
+            health_timeout: check::HEALTH_TIMEOUT,
+            health_retries: check::HEALTH_RETRIES,
             defined_at,
         }
     }

@@ -360,15 +360,16 @@ const PROGRAM_KEYS: &[&str] = &[
     "directory",
     "umask",
     "critical",
+    "depends_on",
+    "ready",
+    "ready_timeout",
+    "health",
+    "health_interval",
+    "health_timeout",
+    "health_retries",
 ];
 
-/// Keys a later version will have; refused now rather than silently ignored.
-const RESERVED_KEYS: &[&str] = &["depends_on", "ready", "health"];
-
 fn unknown(key: &str, table: &str, known: &[&str]) -> String {
-    if RESERVED_KEYS.contains(&key) {
-        return format!("{key} is not supported by this version");
-    }
     match did_you_mean(key, known).as_str() {
         "" => format!(
             "not a setting of {table}; the settings are: {}",
@@ -467,6 +468,27 @@ fn apply(
         "redirect_stderr" => spec.redirect_stderr = boolean(src, v)?,
         "umask" => spec.umask = Some(umask(src, v)?),
         "critical" => spec.critical = boolean(src, v)?,
+        "depends_on" => {
+            let names = match v.get_ref().as_array() {
+                Some(items) => items
+                    .iter()
+                    .map(|i| i.get_ref().as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>(),
+                None => v.get_ref().as_str().map(|s| vec![s.to_string()]),
+            };
+            spec.depends_on = names.ok_or_else(|| {
+                format!(
+                    "{} is not allowed; give program names: depends_on = [\"db\"]",
+                    src.written(v)
+                )
+            })?;
+        }
+        "ready" => spec.ready = Some(super::check::Check::parse(string(src, v)?, false)?),
+        "health" => spec.health = Some(super::check::Check::parse(string(src, v)?, true)?),
+        "ready_timeout" => spec.ready_timeout = seconds(src, v)?,
+        "health_interval" => spec.health_interval = seconds(src, v)?,
+        "health_timeout" => spec.health_timeout = seconds(src, v)?,
+        "health_retries" => spec.health_retries = integer(src, v, "a whole number, 1 or more")?,
         other => return Err(unknown(other, table, PROGRAM_KEYS)),
     }
     Ok(())
@@ -669,9 +691,9 @@ environment = { B = "2", A = "%(ENV_HOME)s" }
             ("[programs.a]\ncommand = \"x\"\nautorestart = \"sometimes\"\n", "/etc/app.toml:3", "autorestart", "\"sometimes\" is not allowed; use true, false or unexpected"),
             ("[programs.a]\ncommand = \"x\"\n\nautostrat = true\n", "/etc/app.toml:4", "autostrat", "did you mean autostart?"),
             ("\n[programs.a]\nautostart = true\n", "/etc/app.toml:2", "command", "[programs.a] does not specify a command"),
-            ("[programs.a]\ncommand = \"x\"\ndepends_on = [\"b\"]\n", "/etc/app.toml:3", "depends_on", "depends_on is not supported by this version"),
-            ("[programs.a]\ncommand = \"x\"\nready = \"tcp:80\"\n", "/etc/app.toml:3", "ready", "ready is not supported by this version"),
-            ("[programs.a]\ncommand = \"x\"\nhealth = {}\n", "/etc/app.toml:3", "health", "health is not supported by this version"),
+            ("[programs.a]\ncommand = \"x\"\ndepends_on = [\"b\"]\n", "/etc/app.toml:1", "depends_on", "\"b\" is not a program here"),
+            ("[programs.a]\ncommand = \"x\"\nready = \"tcp:80\"\n", "/etc/app.toml:3", "ready", "expected tcp:HOST:PORT"),
+            ("[programs.a]\ncommand = \"x\"\nhealth = {}\n", "/etc/app.toml:3", "health", "is not allowed"),
             ("[programs.a]\ncommand = \"x\"\nexitcodes = [0, 300]\n", "/etc/app.toml:3", "exitcodes", "exit codes are 0 to 255"),
             ("[programs.a]\ncommand = \"x\"\nexitcodes = 0\n", "/etc/app.toml:3", "exitcodes", "use an array"),
             ("[programs.a]\ncommand = \"x\"\nstartsecs = -1\n", "/etc/app.toml:3", "startsecs", "0 or more"),

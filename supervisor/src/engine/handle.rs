@@ -33,6 +33,8 @@ pub struct ProgramStatus {
     pub critical: bool,
     /// Start order (ascending) and stop order (descending).
     pub priority: i32,
+    /// RUNNING and its readiness check (if any) has passed.
+    pub ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<LastExit>,
     /// The process group the supervisor created for the current process (== pid), while alive.

@@ -95,6 +95,16 @@ pub struct Program {
     /// The longest the supervisor may wait for this program to stop (shutdown budget).
     pub stop_wait_cap: Option<Duration>,
     pub last_exit: Option<LastExit>,
+    /// RUNNING and its readiness check (if any) has passed.
+    pub ready: bool,
+    /// Failed health checks in a row.
+    pub health_failures: u32,
+    /// The readiness check timed out: the coming exit is a failed start.
+    ready_failed: bool,
+    /// The supervisor is restarting it because it is unhealthy.
+    unhealthy: bool,
+    /// A start is pending until its dependencies are ready.
+    pub waiting: bool,
 }
 
 impl Program {
@@ -112,7 +122,20 @@ impl Program {
             after_stop: AfterStop::Stay,
             stop_wait_cap: None,
             last_exit: None,
+            ready: false,
+            health_failures: 0,
+            ready_failed: false,
+            unhealthy: false,
+            waiting: false,
         }
+    }
+
+    /// Whether readiness needs a check beyond supervisord's startsecs rule.
+    pub fn has_ready_check(&self) -> bool {
+        !matches!(
+            self.spec.ready,
+            None | Some(crate::config::check::Check::Started)
+        )
     }
 
     /// True when no process is alive and none is about to be spawned by a timer.
@@ -166,7 +189,14 @@ impl Program {
         );
         spawned.restarts = Some(self.restarts);
         let mut events = vec![spawned];
-        if self.spec.startsecs.is_zero() {
+        self.ready = false;
+        self.health_failures = 0;
+        self.ready_failed = false;
+        self.unhealthy = false;
+        self.waiting = false;
+        if self.has_ready_check() {
+            self.deadline = Some(now + self.spec.ready_timeout);
+        } else if self.spec.startsecs.is_zero() {
             events.push(self.enter_running());
         } else {
             self.deadline = Some(now + self.spec.startsecs);
@@ -174,19 +204,93 @@ impl Program {
         events
     }
 
+    /// The readiness check passed.
+    pub fn ready_ok(&mut self, detail: &str) -> Vec<Event> {
+        if self.state != State::Starting {
+            return vec![];
+        }
+        let mut running = self.enter_running_because(format!("ready check passed ({detail})"));
+        running.ok = Some(true);
+        let from = self.state;
+        let mut ready = self.event(
+            Level::Info,
+            Kind::Ready,
+            from,
+            format!("ready: {} ({detail})", self.spec.name),
+        );
+        ready.ok = Some(true);
+        vec![running, ready]
+    }
+
+    /// One health check result; may restart the program (cause `unhealthy`).
+    pub fn health_result(
+        &mut self,
+        ok: bool,
+        detail: &str,
+        now: Instant,
+    ) -> (Vec<Event>, Vec<Action>) {
+        if self.state != State::Running {
+            return (vec![], vec![]);
+        }
+        let from = self.state;
+        let mut check = self.event(
+            Level::Debug,
+            Kind::HealthCheck,
+            from,
+            format!(
+                "health check of {} {}: {detail}",
+                self.spec.name,
+                if ok { "passed" } else { "failed" }
+            ),
+        );
+        check.ok = Some(ok);
+        if ok {
+            self.health_failures = 0;
+            return (vec![check], vec![]);
+        }
+        self.health_failures += 1;
+        let mut events = vec![check];
+        if self.health_failures < self.spec.health_retries.max(1) {
+            return (events, vec![]);
+        }
+        let mut e = self.event(
+            Level::Warn,
+            Kind::Unhealthy,
+            from,
+            format!(
+                "unhealthy: {} failed {} health checks in a row ({detail}); restarting it",
+                self.spec.name, self.health_failures
+            ),
+        );
+        e.cause = Some(ExitCause::Unhealthy);
+        e.ok = Some(false);
+        events.push(e);
+        let (stop_events, actions) = self.stop(now, AfterStop::Start);
+        self.unhealthy = true;
+        events.extend(stop_events);
+        (events, actions)
+    }
+
     fn enter_running(&mut self) -> Event {
+        let why = format!(
+            "process has stayed up for > than {} seconds (startsecs)",
+            fmt_secs(self.spec.startsecs)
+        );
+        let mut e = self.enter_running_because(why);
+        e.ok = Some(true);
+        e
+    }
+
+    fn enter_running_because(&mut self, why: String) -> Event {
         self.deadline = None;
         self.backoff = 0;
+        self.ready = true;
         let from = self.set(State::Running);
         self.event(
             Level::Info,
             Kind::Running,
             from,
-            format!(
-                "success: {} entered RUNNING state, process has stayed up for > than {} seconds (startsecs)",
-                self.spec.name,
-                fmt_secs(self.spec.startsecs)
-            ),
+            format!("success: {} entered RUNNING state, {why}", self.spec.name),
         )
     }
 
@@ -284,9 +388,15 @@ impl Program {
         let pid = self.pid;
         let cause = if oom_killed {
             ExitCause::OomKilled
+        } else if self.unhealthy {
+            ExitCause::Unhealthy
         } else {
             status.cause()
         };
+        self.ready = false;
+        self.health_failures = 0;
+        self.unhealthy = false;
+        let failed_start = std::mem::take(&mut self.ready_failed);
         let uptime = self
             .started
             .map(|(t, _)| now.saturating_duration_since(t))
@@ -351,7 +461,9 @@ impl Program {
                 let then = std::mem::replace(&mut self.after_stop, AfterStop::Stay);
                 actions.extend(self.follow_up(then));
             }
-            State::Starting if uptime < self.spec.startsecs => {
+            State::Starting
+                if failed_start || self.has_ready_check() || uptime < self.spec.startsecs =>
+            {
                 self.backoff += 1;
                 let retry = self.enter_backoff(now);
                 let mut e = self.event(
@@ -411,6 +523,30 @@ impl Program {
         }
         self.deadline = None;
         match self.state {
+            State::Starting if self.has_ready_check() => {
+                // Not ready in time: a failed start. Kill it; its exit leads to BACKOFF.
+                self.ready_failed = true;
+                let from = self.state;
+                let mut e = self.event(
+                    Level::Warn,
+                    Kind::Killing,
+                    from,
+                    format!(
+                        "not ready: {} (pid {}) did not pass its readiness check within {} seconds; killing it with signal SIGKILL",
+                        self.spec.name,
+                        self.pid.unwrap_or(0),
+                        fmt_secs(self.spec.ready_timeout)
+                    ),
+                );
+                e.signal = Some("SIGKILL".into());
+                (
+                    vec![e],
+                    vec![Action::Signal {
+                        signo: libc::SIGKILL,
+                        group: self.spec.killasgroup,
+                    }],
+                )
+            }
             State::Starting => (vec![self.enter_running()], vec![]),
             State::Backoff => (vec![], vec![Action::Spawn]),
             State::Stopping => {
@@ -540,6 +676,7 @@ impl Program {
             autostart: self.spec.autostart,
             critical: self.spec.critical,
             priority: self.spec.priority,
+            ready: self.ready,
             last_exit: self.last_exit.clone(),
             pgid: self.pid,
         }

@@ -11,6 +11,7 @@
 //! the engine peeks (`WNOWAIT`) at exited children and reaps only the ones it does not
 //! supervise, so an orphan reap can never consume a supervised child's status.
 
+pub mod checks;
 pub mod handle;
 pub mod machine;
 pub mod oom;
@@ -54,6 +55,31 @@ struct Slot {
     pidfd: Option<Arc<AsyncFd<OwnedFd>>>,
     /// Identifies the current process for its watcher's message (pids can be reused).
     serial: u64,
+    /// The readiness check task of the current process (only while STARTING).
+    ready_task: Option<tokio::task::JoinHandle<()>>,
+    /// The health check task (only while RUNNING with a `health` setting).
+    health_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Slot {
+    fn new(prog: Program) -> Slot {
+        Slot {
+            prog,
+            pidfd: None,
+            serial: 0,
+            ready_task: None,
+            health_task: None,
+        }
+    }
+}
+
+/// A process the engine runs for an `exec:` check.
+struct Aux {
+    serial: u64,
+    pid: u32,
+    pidfd: Arc<AsyncFd<OwnedFd>>,
+    deadline: Instant,
+    reply: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
 struct Shutdown {
@@ -83,6 +109,11 @@ pub struct Engine {
     orphans_reaped: u64,
     /// Tells OOM kills from other SIGKILLs.
     oom: oom::OomCounter,
+    /// Results of readiness and health checks.
+    checks_tx: checks::CheckTx,
+    checks_rx: mpsc::UnboundedReceiver<checks::CheckMsg>,
+    /// Processes run for `exec:` checks (reaped here like everything else).
+    aux: Vec<Aux>,
 }
 
 impl Engine {
@@ -95,15 +126,12 @@ impl Engine {
     ) -> (Engine, EngineHandle) {
         let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let (checks_tx, checks_rx) = mpsc::unbounded_channel();
         let slots = setup
             .config
             .programs
             .into_iter()
-            .map(|spec| Slot {
-                prog: Program::new(spec),
-                pidfd: None,
-                serial: 0,
-            })
+            .map(|spec| Slot::new(Program::new(spec)))
             .collect();
         let engine = Engine {
             slots,
@@ -121,6 +149,9 @@ impl Engine {
             killed_any: false,
             orphans_reaped: 0,
             oom: oom::OomCounter::new(),
+            checks_tx,
+            checks_rx,
+            aux: Vec::new(),
         };
         (
             engine,
@@ -161,6 +192,7 @@ impl Engine {
                     Err(e) => self.notice(Level::Error, format!("reading signals failed: {e}")),
                 },
                 Some(req) = self.requests.recv() => self.on_request(req),
+                Some(msg) = self.checks_rx.recv() => self.on_check(msg),
                 _ = sleep_until(deadline) => self.on_timer(),
             }
         }
@@ -189,7 +221,11 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let programs = self.slots.iter().filter_map(|s| s.prog.deadline);
+        let programs = self
+            .slots
+            .iter()
+            .filter_map(|s| s.prog.deadline)
+            .chain(self.aux.iter().map(|a| a.deadline));
         let shutdown = self.shutdown.as_ref().map(|s| match s.orphans_termed {
             Some(t) if !s.orphans_killed => s.deadline.min(t + Duration::from_secs(2)),
             Some(_) => s.deadline + Duration::from_millis(500),
@@ -201,6 +237,10 @@ impl Engine {
     // ----- inputs -----
 
     fn on_pidfd_ready(&mut self, serial: u64) {
+        if let Some(k) = self.aux.iter().position(|a| a.serial == serial) {
+            self.reap_aux(k);
+            return;
+        }
         if let Some(i) = self
             .slots
             .iter()
@@ -269,6 +309,12 @@ impl Engine {
     /// Reaps every exited child: supervised ones through their pidfd, orphans by pid.
     fn reap_children(&mut self) {
         while let Some(pid) = wait::peek_any() {
+            if let Some(k) = self.aux.iter().position(|a| a.pid == pid) {
+                if !self.reap_aux(k) {
+                    break;
+                }
+                continue;
+            }
             if let Some(i) = self.slots.iter().position(|s| s.prog.pid == Some(pid)) {
                 if !self.reap_supervised(i) {
                     break;
@@ -399,6 +445,160 @@ impl Engine {
         }
     }
 
+    fn on_check(&mut self, msg: checks::CheckMsg) {
+        match msg {
+            checks::CheckMsg::Ready { serial, detail } => {
+                if let Some(i) = self
+                    .slots
+                    .iter()
+                    .position(|s| s.serial == serial && s.prog.pid.is_some())
+                {
+                    let events = self.slots[i].prog.ready_ok(&detail);
+                    self.emit_all(events);
+                }
+            }
+            checks::CheckMsg::Health { serial, ok, detail } => {
+                if let Some(i) = self
+                    .slots
+                    .iter()
+                    .position(|s| s.serial == serial && s.prog.pid.is_some())
+                {
+                    let (events, actions) =
+                        self.slots[i]
+                            .prog
+                            .health_result(ok, &detail, Instant::now());
+                    self.emit_all(events);
+                    self.perform(i, actions);
+                }
+            }
+            checks::CheckMsg::Exec {
+                argv,
+                timeout,
+                reply,
+            } => self.spawn_aux(argv, timeout, reply),
+        }
+    }
+
+    /// Runs an `exec:` check's command; the reply carries its outcome.
+    fn spawn_aux(
+        &mut self,
+        argv: Vec<String>,
+        timeout: Duration,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    ) {
+        let mut spec = ProgramSpec::new(
+            "check",
+            argv.clone(),
+            config::Location {
+                file: "<check>".into(),
+                line: 0,
+            },
+        );
+        spec.stdout = config::LogTarget::Discard;
+        spec.stderr = config::LogTarget::Discard;
+        let child = match spawn::spawn(&spec) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reply.send(Err(format!("{}: {e}", argv.join(" "))));
+                return;
+            }
+        };
+        let afd = match watch_readable(child.pidfd) {
+            Ok(afd) => Arc::new(afd),
+            Err(e) => {
+                let _ = reply.send(Err(format!("cannot watch the check process: {e}")));
+                return;
+            }
+        };
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let watched = afd.clone();
+        let tx = self.exits_tx.clone();
+        tokio::spawn(async move {
+            let _ = watched.readable().await;
+            let _ = tx.send(serial);
+        });
+        self.aux.push(Aux {
+            serial,
+            pid: child.pid,
+            pidfd: afd,
+            deadline: Instant::now() + timeout,
+            reply: Some(reply),
+        });
+    }
+
+    /// Reaps check process `k` if it has exited and replies with its outcome.
+    fn reap_aux(&mut self, k: usize) -> bool {
+        match wait::reap_pidfd(self.aux[k].pidfd.get_ref().as_fd()) {
+            Ok(Some(status)) => {
+                let mut aux = self.aux.swap_remove(k);
+                if let Some(reply) = aux.reply.take() {
+                    let _ = reply.send(match status {
+                        ExitStatus::Code(0) => Ok(()),
+                        other => Err(other.describe()),
+                    });
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The dependencies of slot `i` that are not ready yet.
+    fn unready_dependencies(&self, i: usize) -> Vec<String> {
+        self.slots[i]
+            .prog
+            .spec
+            .depends_on
+            .iter()
+            .filter(|d| {
+                !self
+                    .slots
+                    .iter()
+                    .any(|s| &s.prog.spec.name == *d && s.prog.ready)
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Starts waiting programs whose dependencies became ready; keeps each program's check
+    /// tasks in step with its state (a readiness task only while STARTING, a health task only
+    /// while RUNNING).
+    fn sync_checks(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].prog.waiting
+                && self.shutdown.is_none()
+                && self.unready_dependencies(i).is_empty()
+            {
+                self.slots[i].prog.waiting = false;
+                self.spawn(i);
+            }
+            let slot = &mut self.slots[i];
+            if slot.prog.state != State::Starting {
+                if let Some(t) = slot.ready_task.take() {
+                    t.abort();
+                }
+            }
+            let wants_health = slot.prog.state == State::Running && slot.prog.spec.health.is_some();
+            if !wants_health {
+                if let Some(t) = slot.health_task.take() {
+                    t.abort();
+                }
+            } else if slot.health_task.is_none() {
+                if let Some(check) = slot.prog.spec.health.clone() {
+                    let spec = &slot.prog.spec;
+                    slot.health_task = Some(tokio::spawn(checks::health(
+                        slot.serial,
+                        check,
+                        spec.health_interval,
+                        spec.health_timeout,
+                        self.checks_tx.clone(),
+                    )));
+                }
+            }
+        }
+    }
+
     /// Resolves program names (`name`, `GROUP:*`, `GROUP:NAME`, `all`) to slot indices in
     /// priority order; an unknown name is an error listing the known ones.
     fn resolve(&self, names: &[String]) -> Result<Vec<usize>, String> {
@@ -459,7 +659,10 @@ impl Engine {
         for &i in found {
             let (events, actions) = match action {
                 handle::Control::Start => (vec![], self.slots[i].prog.start()),
-                handle::Control::Stop => self.slots[i].prog.stop(now, AfterStop::Stay),
+                handle::Control::Stop => {
+                    self.slots[i].prog.waiting = false;
+                    self.slots[i].prog.stop(now, AfterStop::Stay)
+                }
                 handle::Control::Restart => self.slots[i].prog.stop(now, AfterStop::Start),
             };
             self.emit_all(events);
@@ -469,6 +672,16 @@ impl Engine {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
+        for a in self.aux.iter_mut().filter(|a| a.deadline <= now) {
+            if let Some(sig) = rustix::process::Signal::from_named_raw(libc::SIGKILL) {
+                let _ = rustix::process::pidfd_send_signal(a.pidfd.get_ref(), sig);
+            }
+            if let Some(reply) = a.reply.take() {
+                let _ = reply.send(Err("timed out".to_string()));
+            }
+            // It is reaped when it dies; no second kill.
+            a.deadline = now + Duration::from_secs(3600);
+        }
         for i in 0..self.slots.len() {
             if self.slots[i].prog.deadline.is_some_and(|d| d <= now) {
                 let (events, actions) = self.slots[i].prog.timer(now);
@@ -488,7 +701,27 @@ impl Engine {
         for action in actions {
             match action {
                 Action::Spawn if self.shutdown.is_some() => {}
-                Action::Spawn => self.spawn(i),
+                Action::Spawn => match self.unready_dependencies(i) {
+                    deps if deps.is_empty() => self.spawn(i),
+                    deps => {
+                        if !self.slots[i].prog.waiting {
+                            self.slots[i].prog.waiting = true;
+                            let p = &self.slots[i].prog;
+                            let e = p.event(
+                                Level::Info,
+                                Kind::Waiting,
+                                p.state,
+                                format!(
+                                    "waiting: {} starts when {} {} ready",
+                                    p.spec.name,
+                                    deps.join(", "),
+                                    if deps.len() == 1 { "is" } else { "are" }
+                                ),
+                            );
+                            self.bus.emit(e);
+                        }
+                    }
+                },
                 Action::Signal { signo, group } => self.send_signal(i, signo, group),
             }
         }
@@ -497,11 +730,58 @@ impl Engine {
     fn spawn(&mut self, i: usize) {
         let now = Instant::now();
         let wall = SystemTime::now();
-        match spawn::spawn(&self.slots[i].prog.spec) {
+        let spec = &self.slots[i].prog.spec;
+        // Subscribe to the output before the program can write its first line.
+        let log_watch = match &spec.ready {
+            Some(config::check::Check::Log(re)) => Some((
+                re.clone(),
+                vec![
+                    self.output.follow(&spec.name, Stream::Stdout, 0).1,
+                    self.output.follow(&spec.name, Stream::Stderr, 0).1,
+                ],
+            )),
+            _ => None,
+        };
+        let notify = match &spec.ready {
+            Some(config::check::Check::Notify) => {
+                match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+                    Ok(pair) => Some(pair),
+                    Err(e) => {
+                        self.notice(
+                            Level::Error,
+                            format!("cannot create the readiness pipe of {}: {e}", spec.name),
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        match spawn::spawn_with(&self.slots[i].prog.spec, notify.as_ref().map(|(_, w)| w)) {
             Ok(child) => {
                 self.next_serial += 1;
                 let serial = self.next_serial;
                 let name = self.slots[i].prog.spec.name.clone();
+                let tx = self.checks_tx.clone();
+                self.slots[i].ready_task = match (&self.slots[i].prog.spec.ready, log_watch, notify)
+                {
+                    (_, Some((re, streams)), _) => {
+                        Some(tokio::spawn(checks::watch_log(serial, re, streams, tx)))
+                    }
+                    (_, _, Some((r, _w))) => {
+                        Some(tokio::spawn(checks::watch_notify(serial, r, tx)))
+                    }
+                    (
+                        Some(
+                            c @ (config::check::Check::Tcp(_)
+                            | config::check::Check::Http(_)
+                            | config::check::Check::Exec(_)),
+                        ),
+                        _,
+                        _,
+                    ) => Some(tokio::spawn(checks::poll_ready(serial, c.clone(), tx))),
+                    _ => None,
+                };
                 match watch_readable(child.pidfd) {
                     Ok(afd) => {
                         let afd = Arc::new(afd);
@@ -621,11 +901,7 @@ impl Engine {
             .collect();
         for spec in new_specs {
             added.push(spec.name.clone());
-            self.slots.push(Slot {
-                prog: Program::new(spec),
-                pidfd: None,
-                serial: 0,
-            });
+            self.slots.push(Slot::new(Program::new(spec)));
             let i = self.slots.len() - 1;
             self.bus.emit(self.added_event(i));
         }
@@ -693,6 +969,7 @@ impl Engine {
             }
         }
         debug_assert!(self.slots.len() <= before);
+        self.sync_checks();
         self.sort_slots();
         self.advance_shutdown();
     }
@@ -748,17 +1025,29 @@ impl Engine {
                 self.perform(i, act);
             }
         }
-        let live = |s: &Slot| !s.prog.is_down();
-        if let Some(top) = self
-            .slots
-            .iter()
-            .filter(|s| live(s))
-            .map(|s| s.prog.spec.priority)
-            .max()
-        {
-            for i in 0..self.slots.len() {
+        for s in &mut self.slots {
+            s.prog.waiting = false;
+        }
+        // Dependents stop before what they depend on; among the programs free to stop, the
+        // highest priority goes first.
+        let live: Vec<bool> = self.slots.iter().map(|s| !s.prog.is_down()).collect();
+        if live.iter().any(|&l| l) {
+            let has_live_dependent = |i: usize| {
+                let name = &self.slots[i].prog.spec.name;
+                self.slots
+                    .iter()
+                    .enumerate()
+                    .any(|(j, s)| live[j] && s.prog.spec.depends_on.contains(name))
+            };
+            let free: Vec<usize> = (0..self.slots.len())
+                .filter(|&i| live[i] && !has_live_dependent(i))
+                .collect();
+            let top = free.iter().map(|&i| self.slots[i].prog.spec.priority).max();
+            for i in free {
                 let p = &self.slots[i].prog;
-                if p.spec.priority == top && matches!(p.state, State::Starting | State::Running) {
+                if Some(p.spec.priority) == top
+                    && matches!(p.state, State::Starting | State::Running)
+                {
                     let (ev, act) = self.slots[i].prog.stop(now, AfterStop::Stay);
                     self.emit_all(ev);
                     self.perform(i, act);

@@ -64,6 +64,15 @@ pub struct Spawned {
 
 /// Forks and execs `spec`. Errors are the OS's (ENOENT, EACCES, a bad user, ...).
 pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
+    spawn_with(spec, None)
+}
+
+/// The fd number a program finds its readiness notification pipe on (`$SUPERVISOR_READY_FD`).
+pub const READY_FD: i32 = 3;
+
+/// Like [`spawn`]; `ready_fd` (the write end of a pipe) is given to the program as fd
+/// [`READY_FD`], named in `$SUPERVISOR_READY_FD`.
+pub fn spawn_with(spec: &ProgramSpec, ready_fd: Option<&OwnedFd>) -> io::Result<Spawned> {
     let Some((program, args)) = spec.command.split_first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
@@ -74,9 +83,16 @@ pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
         pipe_for(&spec.stderr)?
     };
     let pid = if can_posix_spawn(spec) {
-        posix_spawn(spec, program, args, stdout_w.as_ref(), stderr_w.as_ref())?
+        posix_spawn(
+            spec,
+            program,
+            args,
+            stdout_w.as_ref(),
+            stderr_w.as_ref(),
+            ready_fd,
+        )?
     } else {
-        fork_exec(spec, program, args, stdout_w, stderr_w)?
+        fork_exec(spec, program, args, stdout_w, stderr_w, ready_fd)?
     };
     let raw = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("spawn returned pid 0"))?;
     let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(io::Error::from)?;
@@ -89,13 +105,16 @@ pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
 }
 
 /// The environment variables the supervisor adds for a program (as supervisord does).
-fn supervisor_env(spec: &ProgramSpec) -> Vec<(String, String)> {
+fn supervisor_env(spec: &ProgramSpec, ready_fd: Option<&OwnedFd>) -> Vec<(String, String)> {
     let mut env = vec![
         ("SUPERVISOR_ENABLED".to_string(), "1".to_string()),
         ("SUPERVISOR_PROCESS_NAME".to_string(), spec.name.clone()),
     ];
     if let Some(group) = &spec.group {
         env.push(("SUPERVISOR_GROUP_NAME".to_string(), group.clone()));
+    }
+    if ready_fd.is_some() {
+        env.push(("SUPERVISOR_READY_FD".to_string(), READY_FD.to_string()));
     }
     env
 }
@@ -120,6 +139,7 @@ fn posix_spawn(
     args: &[String],
     stdout: Option<&OwnedFd>,
     stderr: Option<&OwnedFd>,
+    ready_fd: Option<&OwnedFd>,
 ) -> io::Result<u32> {
     use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
     use nix::sys::signal::SigSet;
@@ -163,7 +183,10 @@ fn posix_spawn(
         .chain(args.iter().map(String::as_str))
         .map(cstring)
         .collect::<io::Result<Vec<_>>>()?;
-    let extra: Vec<(String, String)> = supervisor_env(spec)
+    if let Some(w) = ready_fd {
+        actions.add_dup2(w.as_raw_fd(), READY_FD)?;
+    }
+    let extra: Vec<(String, String)> = supervisor_env(spec, ready_fd)
         .into_iter()
         .chain(spec.environment.iter().cloned())
         .collect();
@@ -190,7 +213,10 @@ fn fork_exec(
     args: &[String],
     stdout_w: Option<OwnedFd>,
     stderr_w: Option<OwnedFd>,
+    ready_fd: Option<&OwnedFd>,
 ) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let ready_raw = ready_fd.map(|w| w.as_raw_fd());
     let creds = spec.user.as_deref().map(resolve_user).transpose()?;
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).process_group(0);
@@ -224,6 +250,12 @@ fn fork_exec(
                 Some(&nix::sys::signal::SigSet::empty()),
                 None,
             )?;
+            if let Some(fd) = ready_raw {
+                // dup2 clears close-on-exec on the copy.
+                if libc::dup2(fd, READY_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             if let Some(mask) = umask {
                 libc::umask(mask as libc::mode_t);
             }

@@ -30,7 +30,7 @@ use crate::engine::handle::EngineHandle;
 use crate::event::{Event, Kind, Level};
 use crate::metrics::{self, Metrics};
 
-type Body = http_body_util::Full<Bytes>;
+pub(crate) type Body = http_body_util::Full<Bytes>;
 
 /// The endpoints, for the index page and the start-up notice.
 pub const ENDPOINTS: &[&str] = &[
@@ -261,7 +261,7 @@ enum Route {
     Events,
 }
 
-fn response(
+pub(crate) fn response(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -275,7 +275,7 @@ fn response(
     r
 }
 
-fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(mut body) => {
             body.push(b'\n');
@@ -288,7 +288,7 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     }
 }
 
-fn error(status: StatusCode, message: String) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, message: String) -> Response<Body> {
     #[derive(Serialize)]
     struct Error {
         error: String,
@@ -371,7 +371,7 @@ async fn readyz(app: &App) -> Response<Body> {
         Ok(programs) => {
             let not_ready: Vec<NotReady> = programs
                 .into_iter()
-                .filter(|p| p.autostart && p.state != crate::event::State::Running)
+                .filter(|p| p.autostart && !p.ready)
                 .map(|p| NotReady {
                     name: p.name,
                     state: p.state,
@@ -476,7 +476,7 @@ async fn events(app: &App, query: &str) -> Response<Body> {
 }
 
 /// `a=1&b=x%20y` → [("a","1"), ("b","x y")].
-fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
     query
         .split('&')
         .filter(|p| !p.is_empty())

@@ -74,6 +74,7 @@ fn status(name: &str, state: State, autostart: bool) -> ProgramStatus {
         autostart,
         critical: false,
         priority: 999,
+        ready: state == State::Running,
         last_exit: None,
         pgid: None,
     }
@@ -330,7 +331,7 @@ async fn api_programs_schema() {
         serde_json::json!({
             "name": "web", "state": "RUNNING", "pid": 42, "start_time": "2027-01-15T08:00:00.000Z",
             "uptime_s": 1.5, "restarts": 2, "autostart": true, "critical": false,
-            "priority": 999
+            "priority": 999, "ready": true
         })
     );
     assert_eq!(v[1]["group"], "backend");
