@@ -30,6 +30,115 @@ pub enum Command {
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
     },
+    /// Show the state of programs (all, or those named); exit 0 only if all shown are RUNNING.
+    ///
+    /// Usable as a Docker HEALTHCHECK: `HEALTHCHECK CMD supervisor status`.
+    ///
+    /// Exit codes: 0 all RUNNING, 3 some not RUNNING, 2 unknown name or bad request,
+    /// 4 no supervisor answering on the socket.
+    Status {
+        /// Programs: NAME, GROUP:NAME, GROUP:* or all (default: every program).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Start programs in priority order, waiting until each is RUNNING (or failed).
+    ///
+    /// Exit codes: 0 all started (or already running), 1 some failed, 2 unknown name,
+    /// 4 no supervisor answering.
+    Start(ActionArgs),
+    /// Stop programs in reverse priority order, waiting until each has stopped.
+    ///
+    /// A program that ignores its stop signal is killed after its stopwaitsecs.
+    Stop(ActionArgs),
+    /// Stop programs (reverse priority order), then start them (priority order).
+    Restart(ActionArgs),
+    /// Send a signal to programs' processes, e.g. `supervisor signal HUP web`.
+    Signal {
+        /// Signal name (HUP, SIGUSR1, ...) or number.
+        #[arg(value_name = "SIGNAL")]
+        signal: String,
+        /// Programs: NAME, GROUP:NAME, GROUP:* or all.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Print a program's recent output (the last 64 KiB kept in memory), then follow it with -f.
+    Tail {
+        /// Keep printing what the program writes, across restarts, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// The program's stderr instead of its stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Print at most the last N bytes of the kept output.
+        #[arg(short = 'c', long, value_name = "N")]
+        bytes: Option<usize>,
+        /// The program: NAME or GROUP:NAME.
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Print recent lifecycle events, then follow new ones with -f.
+    Events {
+        /// Keep printing new events until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the events of this program.
+        #[arg(long, value_name = "NAME")]
+        program: Option<String>,
+        /// How many past events to print first (at most 10000).
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Re-read the config file and apply the changes (same as SIGHUP); prints what changed.
+    Reload {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Stop every program (reverse priority order) and exit the supervisor.
+    Shutdown {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Print a shell completion script: `supervisor completions bash > /etc/bash_completion.d/supervisor`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How to reach the running supervisor, and how to print.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// The control socket of the running supervisor.
+    #[arg(long, env = "SUPERVISOR_SOCKET", value_name = "PATH", default_value = crate::config::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Machine-readable output (JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `start`, `stop`, `restart`.
+#[derive(Debug, Clone, Args)]
+pub struct ActionArgs {
+    /// Programs: NAME, GROUP:NAME, GROUP:* or all.
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+    /// Return once the request is applied, without waiting for the outcome.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this many seconds (the programs carry on).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    pub timeout: f64,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 #[derive(Debug, Args)]

@@ -9,12 +9,18 @@
 //! - [`output`]: child stdout/stderr → tagged lines on our stdout/stderr, or rotated files.
 //! - [`metrics`]: the Prometheus registry, fed by the event stream, rendered at scrape time.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the read-only JSON API.
+//! - [`probe`]: the eBPF forensics probe (who signalled a program, how it exited, OOM kills).
+//! - [`control`]: the control socket (`supervisor status|start|stop|...`), server side.
+//! - [`client`]: the control subcommands of the CLI, client side.
 
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod event;
 pub mod http;
 pub mod metrics;
 pub mod output;
+pub mod probe;
 pub mod run;

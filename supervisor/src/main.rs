@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use supervisor::cli::{Cli, Command};
 
@@ -11,6 +11,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => supervisor::run::run(args),
         Command::Check { config } => supervisor::run::check(&config),
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics on a write error (`| head`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "supervisor", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::anyhow!("writing the completion script: {e}"))
+                }
+                _ => Ok(0),
+            }
+        }
+        control => Ok(supervisor::client::run(control)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

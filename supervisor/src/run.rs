@@ -13,6 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::cli::{Restart, RunArgs};
 use crate::config::{self, AutoRestart, Config, Location, LogFormat, ProgramSpec, Settings};
+use crate::control;
 use crate::engine::{signals, Engine, Setup};
 use crate::event::{Event, EventBus, EventSink, History, Kind, Level};
 use crate::http;
@@ -108,6 +109,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             None => http::parse_addr(config::DEFAULT_METRICS_ADDR).map_err(anyhow::Error::msg)?,
         },
     };
+    let socket_path = args
+        .socket
+        .clone()
+        .or_else(|| cfg.settings.socket.clone())
+        .unwrap_or_else(|| config::DEFAULT_SOCKET.into());
     let metrics = Arc::new(Metrics::new());
 
     // Before any thread exists, so that every thread inherits the mask.
@@ -150,6 +156,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         let one_command = config_path.is_none();
         let setup = Setup { config: cfg, config_path, shutdown_timeout, one_command };
         let (engine, handle) = Engine::new(setup, bus.clone(), history, output.clone());
+        let control = control::Server::new(handle.clone(), output.clone(), control::Limits::default());
+        // Removes the socket file when supervision ends.
+        let _socket = control::start(&socket_path, control).await;
         if let Some(addr) = metrics_addr {
             http::start(addr, http::App::new(handle, metrics, http::Limits::default())).await;
         }

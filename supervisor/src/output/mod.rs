@@ -15,6 +15,7 @@
 
 mod file;
 mod reader;
+pub mod ring;
 mod writer;
 
 #[cfg(test)]
@@ -43,7 +44,7 @@ pub const MAX_LINE: usize = 1 << 20;
 pub const BUDGET: usize = 4 << 20;
 
 /// Which stream of the child.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stream {
     Stdout,
     Stderr,
@@ -80,6 +81,8 @@ struct Inner {
     failed: Arc<Mutex<HashSet<PathBuf>>>,
     /// How many attached pipes have not reached EOF yet (for [`Output::drain`]).
     active: watch::Sender<usize>,
+    /// The recent output of every program, for `supervisor tail`.
+    rings: ring::Rings,
 }
 
 impl Output {
@@ -121,6 +124,7 @@ impl Output {
                 files: Mutex::new(HashMap::new()),
                 failed: Arc::new(Mutex::new(HashSet::new())),
                 active: watch::Sender::new(0),
+                rings: ring::Rings::default(),
             }),
         }
     }
@@ -197,10 +201,43 @@ impl Output {
         };
         self.inner.active.send_modify(|n| *n += 1);
         let active = ActiveGuard(self.inner.active.clone());
+        let tap = self.inner.rings.get(program, stream);
         runtime.spawn(async move {
-            reader::pump(rx, route).await;
+            reader::pump(rx, route, Some(tap)).await;
             drop(active);
         });
+    }
+
+    /// The last `max` bytes `program` wrote on `stream` (at most [`ring::RING_BYTES`]) and a
+    /// subscription to what it writes next (across restarts). `None` if the program never had
+    /// that stream attached: the caller says whether the name exists.
+    pub fn tail(
+        &self,
+        program: &str,
+        stream: Stream,
+        max: usize,
+    ) -> Option<(
+        Vec<u8>,
+        tokio::sync::broadcast::Receiver<hyper::body::Bytes>,
+    )> {
+        self.inner
+            .rings
+            .find(program, stream)
+            .map(|r| r.snapshot(max))
+    }
+
+    /// Like [`Output::tail`], creating the (empty) ring of a program that has written nothing yet,
+    /// so a follower sees its first output.
+    pub fn follow(
+        &self,
+        program: &str,
+        stream: Stream,
+        max: usize,
+    ) -> (
+        Vec<u8>,
+        tokio::sync::broadcast::Receiver<hyper::body::Bytes>,
+    ) {
+        self.inner.rings.get(program, stream).snapshot(max)
     }
 
     /// Reopens all file targets (SIGUSR1 / logrotate), best effort.

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use tokio::net::unix::pipe;
 
+use super::ring::Ring;
 use super::writer::{Sink, Tag};
 use super::MAX_LINE;
 
@@ -40,8 +41,9 @@ pub(super) struct Piece {
     pub(super) partial: bool,
 }
 
-/// Reads `rx` until EOF (or an error, e.g. EIO from a tty) and sends its lines along `route`.
-pub(super) async fn pump(rx: pipe::Receiver, route: Route) {
+/// Reads `rx` until EOF (or an error, e.g. EIO from a tty) and sends its lines along `route`;
+/// every chunk read is also recorded in `tap` (for `tail`), which never waits.
+pub(super) async fn pump(rx: pipe::Receiver, route: Route, tap: Option<Arc<Ring>>) {
     // The start of a line whose end has not been read yet.
     let mut pending = Vec::new();
     let mut pieces = Vec::new();
@@ -51,6 +53,9 @@ pub(super) async fn pump(rx: pipe::Receiver, route: Route) {
         }
         let read = SCRATCH.with_borrow_mut(|buf| {
             let read = rx.try_read(&mut buf[..]);
+            if let (Ok(n), Some(tap)) = (&read, &tap) {
+                tap.record(&buf[..*n]);
+            }
             if let (Ok(n), Route::Lines { .. }) = (&read, &route) {
                 split(&buf[..*n], &mut pending, &mut pieces);
             }
