@@ -23,6 +23,14 @@ pub const TEST_PACKAGES: &[&str] = &[
     "procps",
     "util-linux",
     "curl",
+    // tests/tests/docker.rs: the engine, the LAMP base image's rootfs, the minimal image's shell.
+    "docker.io",
+    "debootstrap",
+    "busybox-static",
+    // supervisor-ebpf/build.rs: compiles the eBPF probe (without them it is compiled out).
+    "clang",
+    "libbpf-dev",
+    "linux-libc-dev",
 ];
 
 /// What `cargo xtask bench` needs: the peers it measures.

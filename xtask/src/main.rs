@@ -3,6 +3,8 @@
 //! - `test`: installs the system packages the tests need, builds the release binary, then runs
 //!   rustfmt, clippy and every test under one global timeout ([`test`]).
 //! - `demo`: builds and runs `examples/demo.toml` in the foreground ([`demo`]).
+//! - `docker`: starts a private Docker engine and builds the example images without a registry
+//!   ([`docker`]); `docker down` stops the engine.
 //! - `bench`: measures our supervisor side by side with supervisord, s6, runit and a bare shell
 //!   loop, in one run, and writes `BENCHMARKS.md` ([`bench`]).
 //!
@@ -11,6 +13,7 @@
 mod bench;
 mod demo;
 mod deps;
+mod docker;
 mod procs;
 mod test;
 mod util;
@@ -23,6 +26,7 @@ usage: cargo xtask <command> [options]
 commands:
   test   [--timeout-mins N]     install system packages, build, fmt + clippy + all tests
   demo   [-- SUPERVISOR ARGS]   run examples/demo.toml in the foreground (Ctrl-C stops it)
+  docker [up|down]              private dockerd + images supervisor-lamp, supervisor-minimal
   bench  [--quick] [--only PEER,...] [--out FILE | --no-write]
                                 ours vs supervisord, s6, runit, shell loop; writes BENCHMARKS.md
 ";
@@ -45,6 +49,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("test") => test::run(&rest),
         Some("demo") => demo::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("docker") => docker::run(&rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

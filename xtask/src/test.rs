@@ -4,7 +4,9 @@
 //!    missing ([`crate::deps`]).
 //! 2. `cargo build --release -p supervisor`: the e2e tests run `target/release/supervisor`, found
 //!    through `SUPERVISOR_BIN`.
-//! 3. `cargo fmt --check`, `cargo clippy -D warnings`, `cargo test --workspace --release`.
+//! 3. `cargo fmt --check`, `cargo clippy -D warnings`, then a private Docker engine with the
+//!    example images (`xtask docker up`), `cargo test --workspace --release` (with `DOCKER_HOST`
+//!    set for tests/tests/docker.rs), and the engine is stopped.
 //!
 //! Every step runs even if an earlier one failed (except the tests, when the build failed), so
 //! one run shows every problem; a summary follows and the exit status is non-zero on any failure.
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{deps, procs, util};
+use crate::{deps, docker, procs, util};
 
 /// Default global budget for the whole run.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
@@ -64,13 +66,23 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
             "warnings",
         ])),
     );
+    // A private Docker engine with the example images, for tests/tests/docker.rs ([`docker`]).
+    let docker_up = step("docker", built.then(|| xtask(&["docker", "up"])));
     let tests = built.then(|| {
         // --no-fail-fast: a failing test binary does not hide the results of the next ones.
         let mut cmd = cargo(&["test", "--workspace", "--release", "--no-fail-fast"]);
         cmd.env("SUPERVISOR_BIN", &bin);
+        if docker_up {
+            cmd.env("DOCKER_HOST", docker::DOCKER_HOST)
+                .env("SUPERVISOR_DOCKER_IMAGES", "1");
+        }
         cmd
     });
     step("test", tests);
+    // Stopped here, not as a step: this must run even after the global deadline.
+    if let Err(err) = docker::down() {
+        eprintln!("xtask: cannot stop the docker engine: {err:#}");
+    }
 
     println!("\n==> summary");
     let mut ok = true;
@@ -116,6 +128,14 @@ fn parse_args(args: &[String]) -> Result<Duration> {
         }
     }
     Ok(timeout)
+}
+
+/// This xtask again, as a step of its own (so the step timeout covers it).
+fn xtask(args: &[&str]) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "xtask".into());
+    let mut cmd = Command::new(exe);
+    cmd.args(args).current_dir(util::workspace_root());
+    cmd
 }
 
 fn cargo(args: &[&str]) -> Command {
