@@ -92,6 +92,20 @@ impl Check {
     }
 }
 
+impl std::fmt::Display for Check {
+    /// The check as written in the config.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::Started => f.write_str("started"),
+            Check::Tcp(a) => write!(f, "tcp:{a}"),
+            Check::Http(u) => f.write_str(u),
+            Check::Exec(argv) => write!(f, "exec:{}", argv.join(" ")),
+            Check::Log(re) => write!(f, "log:{}", re.as_str()),
+            Check::Notify => f.write_str("notify"),
+        }
+    }
+}
+
 /// Defaults of the check settings.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(10);

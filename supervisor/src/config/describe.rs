@@ -121,6 +121,27 @@ fn program(out: &mut String, p: &ProgramSpec) {
 /// Rows shown only when they differ from the defaults.
 fn optional_rows(p: &ProgramSpec) -> Vec<(&'static str, String)> {
     let mut rows = Vec::new();
+    if !p.depends_on.is_empty() {
+        rows.push(("depends_on", p.depends_on.join(", ")));
+    }
+    if let Some(c) = &p.ready {
+        rows.push((
+            "ready",
+            format!("{} (timeout {})", c, secs(p.ready_timeout)),
+        ));
+    }
+    if let Some(c) = &p.health {
+        rows.push((
+            "health",
+            format!(
+                "{} every {}, timeout {}, restart after {} failures",
+                c,
+                secs(p.health_interval),
+                secs(p.health_timeout),
+                p.health_retries
+            ),
+        ));
+    }
     if !p.environment.is_empty() {
         rows.push((
             "environment",

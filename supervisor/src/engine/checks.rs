@@ -117,7 +117,7 @@ pub async fn poll_ready(serial: u64, check: Check, tx: CheckTx) {
         if probe(&check, Duration::from_secs(2), &tx).await.is_ok() {
             let _ = tx.send(CheckMsg::Ready {
                 serial,
-                detail: describe(&check),
+                detail: check.to_string(),
             });
             return;
         }
@@ -208,23 +208,11 @@ pub async fn health(serial: u64, check: Check, interval: Duration, timeout: Dura
         tokio::time::sleep(interval).await;
         let result = probe(&check, timeout, &tx).await;
         let (ok, detail) = match result {
-            Ok(()) => (true, describe(&check)),
+            Ok(()) => (true, check.to_string()),
             Err(e) => (false, e),
         };
         if tx.send(CheckMsg::Health { serial, ok, detail }).is_err() {
             return;
         }
-    }
-}
-
-/// The check as written in the config.
-pub fn describe(check: &Check) -> String {
-    match check {
-        Check::Started => "started".into(),
-        Check::Tcp(a) => format!("tcp:{a}"),
-        Check::Http(u) => u.clone(),
-        Check::Exec(argv) => format!("exec:{}", argv.join(" ")),
-        Check::Log(re) => format!("log:{}", re.as_str()),
-        Check::Notify => "notify".into(),
     }
 }

@@ -292,11 +292,17 @@ async fn readyz_flips_with_the_autostart_programs() {
         r.json(),
         serde_json::json!({"ready": false, "not_ready": [{"name": "web", "state": "STARTING"}, {"name": "db", "state": "BACKOFF"}]})
     );
-    s.programs.lock().unwrap()[0].state = State::Running;
-    s.programs.lock().unwrap()[1].state = State::Running;
+    for p in s.programs.lock().unwrap().iter_mut().take(2) {
+        p.state = State::Running;
+        p.ready = true;
+    }
     let r = get(s.addr, "/readyz").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), serde_json::json!({"ready": true}));
+    // RUNNING is not enough: a program whose readiness check has not passed is not ready.
+    s.programs.lock().unwrap()[1].ready = false;
+    let r = get(s.addr, "/readyz").await;
+    assert_eq!(r.status, 503);
     s.programs.lock().unwrap()[1].state = State::Fatal;
     let r = get(s.addr, "/readyz").await;
     assert_eq!(r.status, 503);

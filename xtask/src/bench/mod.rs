@@ -245,6 +245,42 @@ fn bench_peer(
         Ok(())
     });
 
+    if peer == Peer::Ours {
+        attempt("idle with a health check", &mut |results| {
+            // The checked server is a separate process (python's http.server), so only the
+            // check's own cost lands on the supervisor.
+            let port = peers::free_port()?;
+            let mut server = std::process::Command::new("python3")
+                .args([
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    "127.0.0.1",
+                    &port.to_string(),
+                ])
+                .current_dir(dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            let url = format!("http://127.0.0.1:{port}/");
+            let result = (|| -> Result<f64> {
+                let mut s =
+                    Session::launch_with(peer, ours, stamp, &dir.join("health"), 2, Some(&url))?;
+                let last = s.wait_started(2, START_TIMEOUT)?;
+                settle(last);
+                let w = measure::idle_wakeups(&mut s, plan.idle)?;
+                s.stop(STOP_TIMEOUT)?;
+                Ok(w)
+            })();
+            let _ = server.kill();
+            let _ = server.wait();
+            let w = result?;
+            results.set(peer, Metric::IdleHealth, w);
+            println!("    one HTTP health check at 1 s: {w:.1} wakeups/s");
+            Ok(())
+        });
+    }
+
     attempt("100 programs", &mut |results| {
         let mut s = Session::launch(peer, ours, stamp, &dir.join("hundred"), 100)?;
         let last = s.wait_started(100, START_TIMEOUT)?;

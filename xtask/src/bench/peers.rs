@@ -31,6 +31,8 @@ pub struct Setup<'a> {
     pub ours: &'a Path,
     /// The FIFO the programs report to.
     pub fifo: &'a Path,
+    /// Ours only: an HTTP health check (checked every second) on the first program.
+    pub health: Option<&'a str>,
 }
 
 impl Peer {
@@ -106,6 +108,12 @@ impl Peer {
                         "[programs.{name}]\ncommand = [\"{stamp}\", \"{name}\", \"{fifo}\"]\n\
                          startsecs = 1\nautorestart = true\n"
                     )?;
+                    if let (Some(url), "p1") = (setup.health, name.as_str()) {
+                        writeln!(
+                            toml,
+                            "health = \"{url}\"\nhealth_interval = 1\nhealth_timeout = 1\n"
+                        )?;
+                    }
                 }
                 let config = write(dir, "supervisor.toml", &toml)?;
                 let mut cmd = Command::new(setup.ours);
@@ -193,7 +201,7 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -17,6 +17,7 @@ pub enum Metric {
     RestartP99,
     RestartN,
     Idle,
+    IdleHealth,
     Rss2,
     Pss2,
     Rss100,
@@ -27,12 +28,13 @@ pub enum Metric {
 }
 
 impl Metric {
-    const ALL: [Metric; 12] = [
+    const ALL: [Metric; 13] = [
         Metric::RestartP50,
         Metric::RestartP90,
         Metric::RestartP99,
         Metric::RestartN,
         Metric::Idle,
+        Metric::IdleHealth,
         Metric::Rss2,
         Metric::Pss2,
         Metric::Rss100,
@@ -49,6 +51,7 @@ impl Metric {
             Metric::RestartP99 => "restart latency p99 (ms)",
             Metric::RestartN => "restart: kills measured",
             Metric::Idle => "idle wakeups/s (2 programs)",
+            Metric::IdleHealth => "wakeups/s, one HTTP health check every 1 s",
             Metric::Rss2 => "RSS, 2 programs (MiB)",
             Metric::Pss2 => "PSS, 2 programs (MiB)",
             Metric::Rss100 => "RSS, 100 programs (MiB)",
@@ -62,7 +65,12 @@ impl Metric {
     fn format(self, v: f64) -> String {
         match self {
             Metric::RestartN => format!("{v:.0}"),
-            Metric::Idle | Metric::Rss2 | Metric::Pss2 | Metric::Rss100 | Metric::Pss100 => {
+            Metric::Idle
+            | Metric::IdleHealth
+            | Metric::Rss2
+            | Metric::Pss2
+            | Metric::Rss100
+            | Metric::Pss100 => {
                 format!("{v:.1}")
             }
             _ if v < 10.0 => format!("{v:.2}"),
@@ -82,6 +90,8 @@ impl Metric {
             Metric::RestartP99 => limit(10.0, "≤ 10".into()),
             // Zero means not one context switch in the whole window.
             Metric::Idle => Some(("0".into(), ours.map(|v| v == 0.0))),
+            // One check = a timer, the connect, the response: a few context switches each.
+            Metric::IdleHealth => limit(5.0, "a few per check".into()),
             Metric::Rss2 => limit(5.0, "≤ 5".into()),
             Metric::Start100 => limit(100.0, "≤ 100".into()),
             Metric::Stop2 | Metric::Stop100 => limit(20.0, "≤ 20".into()),

@@ -38,12 +38,25 @@ pub struct Session {
 impl Session {
     /// Starts `peer` with `n` programs in a fresh directory `dir`.
     pub fn launch(peer: Peer, ours: &Path, stamp: &Path, dir: &Path, n: usize) -> Result<Session> {
+        Session::launch_with(peer, ours, stamp, dir, n, None)
+    }
+
+    /// Like [`Session::launch`], with an HTTP health check on the first program (ours only).
+    pub fn launch_with(
+        peer: Peer,
+        ours: &Path,
+        stamp: &Path,
+        dir: &Path,
+        n: usize,
+        health: Option<&str>,
+    ) -> Result<Session> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let feed = StampFeed::create(&dir.join("stamps.fifo"))?;
         let setup = Setup {
             stamp,
             ours,
             fifo: feed.path(),
+            health,
         };
         let mut cmd = peer.prepare(&setup, dir, n)?;
         let log = File::create(dir.join("output.log"))?;
