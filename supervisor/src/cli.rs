@@ -96,6 +96,18 @@ pub enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Why did NAME die? Its last deaths, newest first: when, how long it had run, how it
+    /// died, who sent which signal from where (eBPF probe), and what the supervisor did next.
+    Why {
+        /// The program.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// How many deaths to show.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        last: usize,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
     /// Re-read the config file and apply the changes (same as SIGHUP); prints what changed.
     Reload {
         #[command(flatten)]

@@ -76,6 +76,7 @@ impl Default for ProgramMetrics {
 struct Shared {
     programs: Mutex<BTreeMap<String, ProgramMetrics>>,
     orphans_reaped: AtomicU64,
+    probe_loaded: std::sync::atomic::AtomicBool,
 }
 
 /// The supervisor's metrics: an event sink that renders what it learnt when scraped.
@@ -102,6 +103,11 @@ impl Metrics {
             scanner: Mutex::new(proc_scan::Scanner::default()),
             process: ProcessCollector::for_self(),
         }
+    }
+
+    /// Whether the eBPF probe was loaded (set once at start-up).
+    pub fn set_probe_loaded(&self, loaded: bool) {
+        self.shared.probe_loaded.store(loaded, Ordering::Relaxed);
     }
 
     /// The text exposition of every metric. Reads `/proc`: call it from a blocking thread.
@@ -544,7 +550,12 @@ impl Metrics {
             1,
         );
         t.header(&PROBE_LOADED);
-        t.sample(&PROBE_LOADED, "", None, 0);
+        t.sample(
+            &PROBE_LOADED,
+            "",
+            None,
+            u8::from(self.shared.probe_loaded.load(Ordering::Relaxed)),
+        );
     }
 }
 

@@ -97,6 +97,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             .shutdown_timeout
             .unwrap_or(config::DEFAULT_SHUTDOWN_TIMEOUT),
     };
+    let probe_mode = args.probe.or(cfg.settings.probe).unwrap_or_default();
     let min_level = if args.debug {
         Level::Debug
     } else {
@@ -153,8 +154,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 "not running as PID 1: registering as a child subreaper so orphans of programs are reaped here".to_string(),
             ));
         }
+        let probe = match crate::probe::Probe::load(probe_mode) {
+            Ok((probe, status)) => {
+                let line = match (&status, &probe) {
+                    (crate::probe::ProbeStatus::Loaded, Some(p)) => format!(
+                        "eBPF probe loaded in {} ms: signal senders, exits and OOM kills of programs are recorded (`supervisor why NAME`)",
+                        p.load_time().as_millis()
+                    ),
+                    (crate::probe::ProbeStatus::Off(reason), _) => reason.clone(),
+                    _ => "eBPF probe off".to_string(),
+                };
+                metrics.set_probe_loaded(probe.is_some());
+                bus.emit(Event::new(Level::Info, Kind::Notice, line));
+                probe
+            }
+            Err(e) => anyhow::bail!("{e} (--probe on was asked; use --probe auto to run without it)"),
+        };
         let one_command = config_path.is_none();
-        let setup = Setup { config: cfg, config_path, shutdown_timeout, one_command };
+        let setup = Setup { config: cfg, config_path, shutdown_timeout, one_command, probe };
         let (engine, handle) = Engine::new(setup, bus.clone(), history, output.clone());
         let control = control::Server::new(handle.clone(), output.clone(), control::Limits::default());
         // Removes the socket file when supervision ends.

@@ -9,6 +9,8 @@
 //! Exit codes: 0 done; 1 a program did not reach the state asked for; 2 a bad request (unknown
 //! name, bad signal); 3 `status`: some program shown is not RUNNING; 4 no supervisor answers.
 
+mod why;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -62,6 +64,7 @@ pub fn run(cmd: Command) -> u8 {
             limit,
             conn,
         } => events(&conn, program.as_deref(), limit, follow),
+        Command::Why { name, last, conn } => why(&conn, &name, last),
         Command::Reload { conn } => reload(&conn),
         Command::Shutdown { conn } => shutdown(&conn),
         Command::Run(_) | Command::Check { .. } | Command::Completions { .. } => Ok(0),
@@ -474,6 +477,44 @@ pub fn event_text(v: &Value) -> String {
         _ => "INFO",
     };
     format!("{ts} {level} {}", v["msg"].as_str().unwrap_or(""))
+}
+
+/// `supervisor why NAME`: the last `last` deaths, newest first.
+fn why(conn: &ConnArgs, name: &str, last: usize) -> Result<u8> {
+    // Validates the name (an unknown one is an error listing the known ones).
+    exchange(
+        conn,
+        "GET",
+        &format!("/v1/status?{}", query("name", &[name.to_string()])),
+        None,
+        Duration::from_secs(30),
+    )?;
+    let text = exchange(
+        conn,
+        "GET",
+        &format!("/v1/events?limit=10000&program={}", encode(name)),
+        None,
+        Duration::from_secs(30),
+    )?;
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let deaths = why::deaths(&events, last);
+    if conn.json {
+        for (death, _) in &deaths {
+            println!("{death}");
+        }
+    } else if deaths.is_empty() {
+        println!(
+            "{name} has not died since the supervisor started (or its deaths left the history)."
+        );
+    } else {
+        for (death, next) in &deaths {
+            println!("{}\n", why::paragraph(death, next.as_ref()));
+        }
+    }
+    Ok(0)
 }
 
 fn reload(conn: &ConnArgs) -> Result<u8> {

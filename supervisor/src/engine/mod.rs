@@ -12,6 +12,7 @@
 //! supervise, so an orphan reap can never consume a supervised child's status.
 
 pub mod checks;
+pub mod forensics;
 pub mod handle;
 pub mod machine;
 pub mod oom;
@@ -46,6 +47,8 @@ pub struct Setup {
     /// One-command mode (`supervisor run -- CMD`): exit with the command's own status, and
     /// forward signals that are not about stopping to it (like tini).
     pub one_command: bool,
+    /// The eBPF probe, when loaded.
+    pub probe: Option<crate::probe::Probe>,
 }
 
 /// A program and the kernel objects of its current process.
@@ -114,6 +117,8 @@ pub struct Engine {
     checks_rx: mpsc::UnboundedReceiver<checks::CheckMsg>,
     /// Processes run for `exec:` checks (reaped here like everything else).
     aux: Vec<Aux>,
+    /// What the eBPF probe says about deaths.
+    forensics: forensics::Forensics,
 }
 
 impl Engine {
@@ -152,6 +157,7 @@ impl Engine {
             checks_tx,
             checks_rx,
             aux: Vec::new(),
+            forensics: forensics::Forensics::new(setup.probe),
         };
         (
             engine,
@@ -193,6 +199,7 @@ impl Engine {
                 },
                 Some(req) = self.requests.recv() => self.on_request(req),
                 Some(msg) = self.checks_rx.recv() => self.on_check(msg),
+                rec = forensics::Forensics::next(self.forensics.reader()) => self.forensics.absorb(rec),
                 _ = sleep_until(deadline) => self.on_timer(),
             }
         }
@@ -273,6 +280,7 @@ impl Engine {
     }
 
     fn on_exit(&mut self, i: usize, status: ExitStatus) {
+        let pid = self.slots[i].prog.pid.unwrap_or(0);
         let sigkill = matches!(
             status,
             ExitStatus::Signal {
@@ -280,11 +288,22 @@ impl Engine {
                 ..
             }
         );
-        let oom_killed = sigkill && !self.slots[i].prog.killed && self.oom.claim();
-        let (events, actions) =
+        let stopping = self.slots[i].prog.state == State::Stopping;
+        // The probe names an OOM victim directly; otherwise the memory cgroup's counter.
+        let oom_killed = sigkill
+            && !self.slots[i].prog.killed
+            && (self.forensics.oom_victim(pid) || self.oom.claim());
+        let (killed_by, origin) = self.forensics.explain(pid, status, stopping, oom_killed);
+        let (mut events, actions) =
             self.slots[i]
                 .prog
                 .exited(status, oom_killed, Instant::now(), SystemTime::now());
+        if let Some(e) = events
+            .iter_mut()
+            .find(|e| matches!(e.kind, Kind::Exited | Kind::Stopped))
+        {
+            forensics::annotate(e, killed_by, origin);
+        }
         self.emit_all(events);
         self.perform(i, actions);
         self.check_critical(i);
@@ -804,6 +823,15 @@ impl Engine {
                 if let Some(fd) = child.stderr {
                     self.output
                         .attach(&name, Stream::Stderr, fd, &self.slots[i].prog.spec.stderr);
+                }
+                if let Err(e) = self.forensics.watch(child.pid) {
+                    self.notice(
+                        Level::Warn,
+                        format!(
+                            "{e}; the death of {name} (pid {}) will not be explained",
+                            child.pid
+                        ),
+                    );
                 }
                 let events = self.slots[i].prog.spawned(child.pid, now, wall);
                 self.emit_all(events);
