@@ -107,7 +107,8 @@ impl Sup {
         }
     }
 
-    fn start_command(mode: Mode, dir: &Path, program: &str, args: &[&str]) -> Sup {
+    /// Starts `program args` (which must exec the supervisor, keeping its pid) as a plain child.
+    pub fn start_command(mode: Mode, dir: &Path, program: &str, args: &[&str]) -> Sup {
         let log_path = dir.join(format!("supervisor-{}.log", unique()));
         let err_path = dir.join(format!("supervisor-{}.err", unique()));
         let out = fs::File::create(&log_path).expect("create log file");
