@@ -113,6 +113,8 @@ pub enum Kind {
     HealthCheck,
     /// Too many failed health checks in a row: the program is restarted.
     Unhealthy,
+    /// The eBPF probe saw a signal sent to the program (whether or not it died of it).
+    SignalObserved,
 }
 
 /// Why a process ended (bounded set: a metric label).
@@ -238,6 +240,10 @@ pub struct Event {
     pub sender_pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender_uid: Option<u32>,
+    /// For `signal_observed`: who sent it, as a metric label: the sender's command,
+    /// `supervisor` or `kernel`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
     /// For `backoff`: seconds until the next attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_s: Option<f64>,
@@ -280,6 +286,7 @@ impl Event {
             error: None,
             sender_pid: None,
             sender_uid: None,
+            sender: None,
             retry_in_s: None,
             ok: None,
             origin: None,

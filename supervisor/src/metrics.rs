@@ -52,7 +52,13 @@ struct ProgramMetrics {
     ready: bool,
     /// Health checks that passed / failed.
     health_checks: [u64; 2],
+    /// Signals the eBPF probe saw sent to the program, by (signal, sender); at most
+    /// [`MAX_SENDERS`] pairs, the rest counted under sender `other`.
+    signals: BTreeMap<(String, String), u64>,
 }
+
+/// Distinct (signal, sender) series per program (bounded cardinality).
+const MAX_SENDERS: usize = 16;
 
 impl Default for ProgramMetrics {
     fn default() -> Self {
@@ -67,6 +73,7 @@ impl Default for ProgramMetrics {
             last_signal: None,
             ready: false,
             health_checks: [0; 2],
+            signals: BTreeMap::new(),
         }
     }
 }
@@ -188,6 +195,18 @@ impl Shared {
                 };
             }
             Kind::HealthCheck => p.health_checks[usize::from(e.ok != Some(true))] += 1,
+            Kind::SignalObserved => {
+                let signal = e.signal.clone().unwrap_or_default();
+                let sender = e.sender.clone().unwrap_or_default();
+                let key = if p.signals.len() < MAX_SENDERS
+                    || p.signals.contains_key(&(signal.clone(), sender.clone()))
+                {
+                    (signal, sender)
+                } else {
+                    (signal, "other".to_string())
+                };
+                *p.signals.entry(key).or_default() += 1;
+            }
             Kind::SpawnFailed => {
                 p.pid = None;
                 p.exits[cause_index(ExitCause::SpawnFailed)] += 1;
@@ -261,6 +280,11 @@ const HEALTH_CHECKS: FamilySpec = family(
     Type::Counter,
     "Health checks run while the program was RUNNING, by result.",
 );
+const SIGNALS: FamilySpec = family(
+    "supervisor_program_signals_total",
+    Type::Counter,
+    "Signals sent to the program's process, as the eBPF probe saw them, by signal and sender (its command, supervisor, or kernel).",
+);
 const START_TIME: FamilySpec = family(
     "supervisor_program_start_time_seconds",
     Type::Gauge,
@@ -314,13 +338,14 @@ const PROBE_LOADED: FamilySpec = family(
 
 /// Every family this module writes itself, in output order (the tests check each one).
 #[cfg(test)]
-const FAMILIES: [&FamilySpec; 16] = [
+const FAMILIES: [&FamilySpec; 17] = [
     &UP,
     &READY,
     &STATE,
     &RESTARTS,
     &EXITS,
     &HEALTH_CHECKS,
+    &SIGNALS,
     &START_TIME,
     &UPTIME,
     &LAST_EXIT_CODE,
@@ -487,6 +512,17 @@ impl Metrics {
                         Some(("result", result)),
                         r.m.health_checks[i],
                     );
+                }
+            }
+            // Its label values appear as signals are seen: HELP/TYPE only until then.
+            t.header(&SIGNALS);
+            for r in &rows {
+                for ((signal, sender), n) in &r.m.signals {
+                    let mut labels = r.labels.clone();
+                    labels.push_str(",signal=\"");
+                    push_label_value(&mut labels, signal);
+                    labels.push('"');
+                    t.sample(&SIGNALS, &labels, Some(("sender", sender)), n);
                 }
             }
             t.header(&START_TIME);

@@ -24,9 +24,11 @@ fn killed_program_is_restarted_and_the_other_is_untouched() {
     let web_pid = pid(&web);
     sup.signal_program_pid(web_pid, libc::SIGTERM);
     let exited = sup.wait_event("web exited", T, |e| is(e, "exited", "web"));
-    assert_eq!(
-        msg(&exited),
-        "exited: web (terminated by SIGTERM; not expected)"
+    // With the eBPF probe loaded (root), the sentence goes on: "after SIGTERM from pid 0 ...".
+    assert!(
+        msg(&exited).starts_with("exited: web (terminated by SIGTERM; not expected)"),
+        "{}",
+        msg(&exited)
     );
     assert_eq!(exited["signal"], "SIGTERM");
     assert_eq!(pid(&exited), web_pid);
@@ -146,10 +148,16 @@ fn orphan_storm_loses_no_supervised_status() {
             "a supervised pid was reaped as an orphan: {e}"
         );
     }
+    // `quick` keeps exiting, so a zombie may exist for an instant before it is reaped; a leak
+    // is a zombie that is still there a second later.
     let host = sup.host_pid();
-    std::thread::sleep(Duration::from_millis(300));
-    let z = zombies_in_ns_of(host);
-    assert!(z.is_empty(), "zombies left: {z:?}");
+    let first = zombies_in_ns_of(host);
+    std::thread::sleep(Duration::from_secs(1));
+    let left: Vec<u32> = zombies_in_ns_of(host)
+        .into_iter()
+        .filter(|z| first.contains(z))
+        .collect();
+    assert!(left.is_empty(), "zombies left: {left:?}");
     sup.signal(libc::SIGTERM);
     sup.wait_exit(T);
 }

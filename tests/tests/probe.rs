@@ -15,7 +15,8 @@ fn conf(dir: &TempDir) -> std::path::PathBuf {
         "s.conf",
         "[program:web]\ncommand=sleep 1000\nstartsecs=0\n\n\
          [program:crasher]\ncommand=sh -c 'sleep 0.5; exec python3 -c \"import ctypes; ctypes.string_at(0)\"'\nstartsecs=0\nautorestart=false\n\n\
-         [program:other]\ncommand=sleep 1000\nstartsecs=0\n",
+         [program:other]\ncommand=sleep 1000\nstartsecs=0\n\n\
+         [program:stoic]\ncommand=sh -c 'trap \"\" TERM; exec sleep 1000'\nstartsecs=0\nstopsignal=KILL\n",
     )
 }
 
@@ -24,48 +25,47 @@ fn exits_name_who_killed_them() {
     let dir = TempDir::new("probe");
     let conf = conf(&dir);
     let sock = dir.path().join("s.sock");
-    let mut sup = Sup::start(
-        Mode::Pid1,
-        dir.path(),
-        &[
-            "run",
-            "-c",
-            conf.to_str().unwrap(),
-            "--metrics-addr",
-            "off",
-            "--probe",
-            "on",
-            "--socket",
-            sock.to_str().unwrap(),
-        ],
-    );
+    // The killer: a copy of kill(1) with a name of its own.
+    let assassin = dir.path().join("assassin");
+    std::fs::copy("/bin/kill", &assassin).expect("copy /bin/kill");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let conf_s = conf.to_str().unwrap();
+    let sock_s = sock.to_str().unwrap();
+    let args = [
+        "run",
+        "-c",
+        conf_s,
+        "--metrics-addr",
+        &addr,
+        "--probe",
+        "on",
+        "--socket",
+        sock_s,
+    ];
+    let mut sup = Sup::start(Mode::Pid1, dir.path(), &args);
     let loaded = sup.wait_event("probe loaded", T, |e| {
         msg(e).starts_with("eBPF probe loaded")
     });
     assert_eq!(kind(&loaded), "notice");
     let web = sup.wait_event("web running", T, |e| is(e, "running", "web"));
-
-    // 1. From inside the container: `sh` runs `/bin/kill` in the supervisor's namespaces.
     let host = sup.host_pid().to_string();
-    let status = Command::new("nsenter")
-        .args([
-            "-t",
-            &host,
-            "-p",
-            "-m",
-            "--",
-            "sh",
-            "-c",
-            &format!("/bin/kill -TERM {}; true", pid(&web)),
-        ])
-        .status()
-        .expect("nsenter");
-    assert!(status.success());
+    // Runs `sh -c 'assassin -SIG PID'` inside the supervisor's PID and mount namespaces.
+    let inside = |sig: &str, target: u32| {
+        let script = format!("{} -{sig} {target}; true", assassin.display());
+        let status = Command::new("nsenter")
+            .args(["-t", &host, "-p", "-m", "--", "sh", "-c", &script])
+            .status()
+            .expect("nsenter");
+        assert!(status.success());
+    };
+
+    // 1. From inside the container: `sh` runs `assassin`.
+    inside("TERM", pid(&web));
     let e = sup.wait_event("web exited", T, |e| is(e, "exited", "web"));
     assert_eq!(e["origin"], "signal_from_process", "{e}");
     let k = &e["killed_by"][0];
     assert_eq!(k["signal"], "SIGTERM", "{e}");
-    assert_eq!(k["sender_comm"], "kill", "{e}");
+    assert_eq!(k["sender_comm"], "assassin", "{e}");
     assert_eq!(k["sender_parent_comm"], "sh", "{e}");
     assert_eq!(k["sender_uid"], 0);
     assert_eq!(k["outside_namespace"], false);
@@ -75,25 +75,38 @@ fn exits_name_who_killed_them() {
         kill_pid > 1,
         "the sender's pid as the container sees it: {e}"
     );
+    assert!(k["sender_ppid"].as_u64().unwrap() > 1, "{e}");
     assert_eq!(
         msg(&e),
-        format!("exited: web (terminated by SIGTERM; not expected) after SIGTERM from pid {kill_pid} 'kill' uid 0")
+        format!("exited: web (terminated by SIGTERM; not expected) after SIGTERM from pid {kill_pid} 'assassin' uid 0")
+    );
+    let body = http_get(&addr, "/metrics").body;
+    let series = "supervisor_program_signals_total{program=\"web\",signal=\"SIGTERM\",sender=\"assassin\"} 1";
+    assert!(body.contains(series), "{body}");
+
+    // 2. A signal the program ignores: recorded as received (ignored), and no exit.
+    let stoic = sup.wait_event("stoic running", T, |e| is(e, "running", "stoic"));
+    inside("TERM", pid(&stoic));
+    let seen = sup.wait_event("signal to stoic", T, |e| is(e, "signal_observed", "stoic"));
+    assert_eq!(seen["killed_by"][0]["result"], "ignored", "{seen}");
+    assert_eq!(seen["sender"], "assassin", "{seen}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !sup.events().iter().any(|e| is(e, "exited", "stoic")),
+        "stoic kept running"
     );
 
-    // 2. From outside the container (this test process): pid 0, outside.
+    // 3. From outside the container (this test process): pid 0, outside.
     let web2 = sup.wait_nth("web running again", 2, T, |e| is(e, "running", "web"));
     sup.signal_program_pid(pid(&web2), libc::SIGKILL);
     let e = sup.wait_nth("web exited again", 2, T, |e| is(e, "exited", "web"));
     let k = &e["killed_by"][0];
-    assert_eq!(
-        (
-            k["signal"].as_str(),
-            k["sender_pid"].as_u64(),
-            k["outside_namespace"].as_bool()
-        ),
-        (Some("SIGKILL"), Some(0), Some(true)),
-        "{e}"
+    let got = (
+        k["signal"].as_str(),
+        k["sender_pid"].as_u64(),
+        k["outside_namespace"].as_bool(),
     );
+    assert_eq!(got, (Some("SIGKILL"), Some(0), Some(true)), "{e}");
     assert!(
         k["text"]
             .as_str()
@@ -102,34 +115,28 @@ fn exits_name_who_killed_them() {
         "{e}"
     );
 
-    // 3. A real fault: the kernel sent SIGSEGV.
+    // 4. A real fault: the kernel sent SIGSEGV.
     let e = sup.wait_event("crasher exited", T, |e| is(e, "exited", "crasher"));
     assert_eq!(e["signal"], "SIGSEGV", "{e}");
     assert_eq!(e["origin"], "signal_from_kernel", "{e}");
     assert_eq!(e["killed_by"][0]["from_process"], false, "{e}");
 
-    // 4. Stopped by the supervisor.
+    // 5. Stopped by the supervisor: not blamed on anyone.
     let (code, out, err) = ctl(&sock, &["stop", "other"]);
     assert_eq!(code, 0, "{out}{err}");
     let e = sup.wait_event("other stopped", T, |e| is(e, "stopped", "other"));
     assert_eq!(e["origin"], "stopped_by_supervisor", "{e}");
+    assert_eq!(msg(&e), "stopped: other (terminated by SIGTERM)");
 
     // `supervisor why` tells the story, newest first.
     let (code, out, err) = ctl(&sock, &["why", "web"]);
     assert_eq!(code, 0, "{err}");
     let paragraphs: Vec<&str> = out.split("\n\n").filter(|p| !p.trim().is_empty()).collect();
     assert_eq!(paragraphs.len(), 2, "{out}");
-    assert!(
-        paragraphs[0].contains("was killed by SIGKILL")
-            && paragraphs[0].contains("outside the container"),
-        "{out}"
-    );
-    assert!(
-        paragraphs[1].contains(&format!(
-            "SIGTERM from pid {kill_pid} 'kill' (uid 0), run by 'sh'"
-        )),
-        "{out}"
-    );
+    assert!(paragraphs[0].contains("was killed by SIGKILL"), "{out}");
+    assert!(paragraphs[0].contains("outside the container"), "{out}");
+    let named = format!("SIGTERM from pid {kill_pid} 'assassin' (uid 0), run by 'sh'");
+    assert!(paragraphs[1].contains(&named), "{out}");
     assert!(
         paragraphs[1].contains("Then the supervisor started it again as pid"),
         "{out}"

@@ -64,39 +64,40 @@ impl Forensics {
         &mut self.reader
     }
 
-    /// Keeps what a record says about a live process.
-    pub fn absorb(&mut self, record: ProbeRecord) {
+    /// Keeps what a record says about a live process; for a signal, returns the target pid
+    /// and the signal's description (for the `signal_observed` event).
+    pub fn absorb(&mut self, record: ProbeRecord) -> Option<(u32, KilledBy)> {
         match record {
             ProbeRecord::Signal { target_pid, .. } => {
+                let seen = killed_by(&record).map(|k| (target_pid, k));
                 let kept = self.signals.entry(target_pid).or_default();
                 if kept.len() == KEPT {
                     kept.remove(0);
                 }
                 kept.push(record);
+                seen
             }
             ProbeRecord::OomVictim { pid, .. } => {
                 self.oom_victims.insert(pid);
+                None
             }
             // The exit status comes from waitid, which is authoritative.
-            ProbeRecord::Exit { .. } => {}
+            ProbeRecord::Exit { .. } => None,
         }
     }
 
-    /// Whether the probe saw the OOM killer choose `pid` (drains the ring buffer first).
-    pub fn oom_victim(&mut self, pid: u32) -> bool {
-        self.drain();
-        self.oom_victims.contains(&pid)
-    }
-
-    fn drain(&mut self) {
-        let records = self
-            .reader
+    /// Every record already in the ring buffer (the engine absorbs each, so the signals that
+    /// preceded an exit are read before the exit is reported).
+    pub fn pending(&mut self) -> Vec<ProbeRecord> {
+        self.reader
             .as_mut()
             .map(ProbeReader::drain)
-            .unwrap_or_default();
-        for r in records {
-            self.absorb(r);
-        }
+            .unwrap_or_default()
+    }
+
+    /// Whether the probe saw the OOM killer choose `pid` (call after absorbing [`Forensics::pending`]).
+    pub fn oom_victim(&self, pid: u32) -> bool {
+        self.oom_victims.contains(&pid)
     }
 
     /// Explains the death of `pid` and forgets it: the signals it was sent, and the origin.
@@ -108,7 +109,6 @@ impl Forensics {
         stopping: bool,
         oom: bool,
     ) -> (Vec<KilledBy>, Origin) {
-        self.drain();
         let records = self.signals.remove(&pid).unwrap_or_default();
         let oom = self.oom_victims.remove(&pid) || oom;
         if let Some(p) = &self.probe {
@@ -145,8 +145,10 @@ impl Forensics {
 
 /// Attaches an explanation to the `exited`/`stopped` event of the process.
 pub fn annotate(event: &mut Event, killed_by: Vec<KilledBy>, origin: Origin) {
-    // The last signal a process sent (the one that explains the death) goes in the sentence.
-    if let Some(k) = killed_by.iter().rev().find(|k| k.from_process) {
+    // The last signal a process sent (the one that explains the death) goes in the sentence,
+    // unless the supervisor itself stopped it (supervisord's sentence says enough).
+    let blame = origin != Origin::StoppedBySupervisor;
+    if let Some(k) = killed_by.iter().rev().find(|k| k.from_process && blame) {
         event.msg.push_str(&format!(
             " after {} from pid {} '{}' uid {}{}",
             k.signal,

@@ -199,7 +199,7 @@ impl Engine {
                 },
                 Some(req) = self.requests.recv() => self.on_request(req),
                 Some(msg) = self.checks_rx.recv() => self.on_check(msg),
-                rec = forensics::Forensics::next(self.forensics.reader()) => self.forensics.absorb(rec),
+                rec = forensics::Forensics::next(self.forensics.reader()) => self.on_probe_record(rec),
                 _ = sleep_until(deadline) => self.on_timer(),
             }
         }
@@ -279,7 +279,46 @@ impl Engine {
         }
     }
 
+    /// A record from the eBPF probe: kept for the exit it may explain; a signal to a program
+    /// is also an event of its own (and a metric), whether or not the program dies of it.
+    fn on_probe_record(&mut self, record: crate::probe::ProbeRecord) {
+        let Some((pid, k)) = self.forensics.absorb(record) else {
+            return;
+        };
+        let Some(i) = self.slots.iter().position(|s| s.prog.pid == Some(pid)) else {
+            return;
+        };
+        let p = &self.slots[i].prog;
+        let own = if self.is_pid1 { 1 } else { std::process::id() };
+        let sender = if !k.from_process {
+            "kernel".to_string()
+        } else if k.sender_pid == own && !k.outside_namespace {
+            "supervisor".to_string()
+        } else {
+            k.sender_comm.clone()
+        };
+        let mut e = p.event(
+            Level::Info,
+            Kind::SignalObserved,
+            p.state,
+            format!(
+                "signal: {} (pid {pid}) got {} ({})",
+                p.spec.name, k.text, k.result
+            ),
+        );
+        e.signal = Some(k.signal.clone());
+        e.sender_pid = Some(k.sender_pid);
+        e.sender_uid = Some(k.sender_uid);
+        e.sender = Some(sender);
+        e.killed_by = Some(vec![k]);
+        self.bus.emit(e);
+    }
+
     fn on_exit(&mut self, i: usize, status: ExitStatus) {
+        // Read what the probe has queued first, so the signal that explains the death is known.
+        for record in self.forensics.pending() {
+            self.on_probe_record(record);
+        }
         let pid = self.slots[i].prog.pid.unwrap_or(0);
         let sigkill = matches!(
             status,
@@ -289,10 +328,14 @@ impl Engine {
             }
         );
         let stopping = self.slots[i].prog.state == State::Stopping;
-        // The probe names an OOM victim directly; otherwise the memory cgroup's counter.
-        let oom_killed = sigkill
-            && !self.slots[i].prog.killed
-            && (self.forensics.oom_victim(pid) || self.oom.claim());
+        // The probe names an OOM victim directly; otherwise the memory cgroup's counter tells.
+        // The counter is read on every SIGKILL death either way, so it never lags behind.
+        let counted = sigkill && !self.slots[i].prog.killed && self.oom.claim();
+        let oom_killed = if self.forensics.loaded() {
+            sigkill && self.forensics.oom_victim(pid)
+        } else {
+            counted
+        };
         let (killed_by, origin) = self.forensics.explain(pid, status, stopping, oom_killed);
         let (mut events, actions) =
             self.slots[i]
