@@ -298,6 +298,14 @@ fn lamp_under_supervisor() {
         at("ready", "mysqld") < at("spawned", "apache2"),
         "apache2 started before MariaDB was ready"
     );
+    // Without the capabilities for eBPF the container runs, and the log says once why the
+    // probe is off and how to grant it.
+    let probe: Vec<&Value> = events
+        .iter()
+        .filter(|e| msg(e).contains("eBPF probe"))
+        .collect();
+    assert_eq!(probe.len(), 1, "one line about the probe: {probe:?}");
+    assert!(msg(probe[0]).contains("--cap-add"), "{}", msg(probe[0]));
 
     // supervisor is PID 1, with its programs under it.
     let top = s.ok("docker top lamp-test");
@@ -472,6 +480,44 @@ fn lamp_under_supervisor() {
     );
     s.ok("docker rm lamp-test");
     s.check_readme();
+
+    // With the capabilities, `supervisor why` names the kill run through `docker exec`.
+    // Debian's Docker 20.10 does not know CAP_BPF/CAP_PERFMON; its seccomp profile allows
+    // bpf(2) with CAP_SYS_ADMIN, which the probe accepts too.
+    let mut w = Session::new("lamp-why");
+    w.ok("docker run -d --network host --cap-add SYS_ADMIN --name lamp-why supervisor-lamp");
+    w.wait_events("apache2 RUNNING", WAIT, |ev| {
+        ev.iter()
+            .any(|e| kind(e) == "running" && program(e) == "apache2")
+    });
+    w.ok("docker exec lamp-why sh -c 'kill $(pgrep -o apache2)'");
+    let events = w.wait_events("apache2 exited", WAIT, |ev| {
+        ev.iter()
+            .any(|e| kind(e) == "exited" && program(e) == "apache2")
+    });
+    let exited = events
+        .iter()
+        .find(|e| kind(e) == "exited" && program(e) == "apache2")
+        .expect("exited");
+    assert!(
+        msg(exited)
+            .starts_with("exited: apache2 (exit status 0; expected) after SIGTERM from pid "),
+        "{exited}"
+    );
+    assert_eq!(exited["killed_by"][0]["sender_comm"], "sh", "{exited}");
+    let why = w.ok("docker exec lamp-why supervisor why apache2");
+    assert!(
+        why.contains("SIGTERM from pid")
+            && why.contains("'sh' (uid 0)")
+            && why.contains("inside the container"),
+        "{why}"
+    );
+    assert!(
+        why.contains("Then the supervisor started it again"),
+        "{why}"
+    );
+    w.ok("docker rm -f lamp-why");
+    w.check_readme();
 }
 
 #[test]
