@@ -297,8 +297,10 @@ impl Engine {
         } else {
             k.sender_comm.clone()
         };
+        // The supervisor's own stop signals are already in the log as `stopping`.
+        let level = if sender == "supervisor" { Level::Debug } else { Level::Info };
         let mut e = p.event(
-            Level::Info,
+            level,
             Kind::SignalObserved,
             p.state,
             format!(
