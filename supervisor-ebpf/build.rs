@@ -1,10 +1,11 @@
 //! Compiles `bpf/probe.bpf.c` into an eBPF object with clang (Debian: packages `clang`,
 //! `libbpf-dev`, `linux-libc-dev`).
 //!
-//! A machine without them still builds: the probe is then compiled out, a cargo warning says
-//! which packages to install, and the loader reports "probe not built in" at run time
-//! (`SUPERVISOR_EBPF_MISSING` carries the reason). Set `SUPERVISOR_EBPF_REQUIRE=1` to make a
-//! missing compiler a build error instead, and `BPF_CLANG=/path/to/clang` to pick the compiler.
+//! Without them the build fails with a message naming the packages to install (`cargo xtask
+//! test` and `cargo xtask demo` install them). To build without the probe on purpose, set
+//! `SUPERVISOR_EBPF=off`: the probe is then compiled out and the loader reports "probe not
+//! built in" at run time (`SUPERVISOR_EBPF_MISSING` carries the reason).
+//! `BPF_CLANG=/path/to/clang` picks the compiler.
 //! A clang that runs but rejects the source is always a build error: that is a bug to fix.
 
 use std::env;
@@ -20,7 +21,7 @@ fn main() {
     println!("cargo::rerun-if-changed={SOURCE}");
     println!("cargo::rerun-if-changed={HEADER}");
     println!("cargo::rerun-if-env-changed=BPF_CLANG");
-    println!("cargo::rerun-if-env-changed=SUPERVISOR_EBPF_REQUIRE");
+    println!("cargo::rerun-if-env-changed=SUPERVISOR_EBPF");
 
     let out =
         PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("probe.bpf.o");
@@ -66,11 +67,14 @@ fn main() {
     println!("cargo::rustc-cfg=probe_built");
 }
 
-/// Builds without the probe, or fails when `SUPERVISOR_EBPF_REQUIRE` asks for it.
+/// Fails the build saying what to install, unless `SUPERVISOR_EBPF=off` asks for a build
+/// without the probe.
 fn compiled_out(reason: &str) {
     let fix = format!("install {PACKAGES} (`apt-get install -y {PACKAGES}`)");
-    if env::var_os("SUPERVISOR_EBPF_REQUIRE").is_some_and(|v| v != "0") {
-        panic!("the eBPF probe cannot be built: {reason}; {fix}");
+    if env::var("SUPERVISOR_EBPF").as_deref() != Ok("off") {
+        panic!(
+            "the eBPF probe cannot be built: {reason}; {fix} (or build without the probe: SUPERVISOR_EBPF=off cargo build)"
+        );
     }
     println!("cargo::warning=eBPF probe compiled out: {reason}; {fix}, then build again");
     println!("cargo::rustc-env=SUPERVISOR_EBPF_MISSING={reason}");

@@ -23,6 +23,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     if !root.join(CONFIG).is_file() {
         bail!("{CONFIG} does not exist yet: nothing to demo");
     }
+    crate::deps::ensure(crate::deps::BUILD_PACKAGES)?;
     let bin = util::build_release_supervisor()?;
     let shown = bin
         .strip_prefix(&root)

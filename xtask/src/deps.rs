@@ -27,14 +27,19 @@ pub const TEST_PACKAGES: &[&str] = &[
     "docker.io",
     "debootstrap",
     "busybox-static",
-    // supervisor-ebpf/build.rs: compiles the eBPF probe (without them it is compiled out).
+    // supervisor-ebpf/build.rs: compiles the eBPF probe (a build error without them).
     "clang",
     "libbpf-dev",
     "linux-libc-dev",
+    // cargo xtask bench: the HTTP load on /metrics while restarts are measured.
+    "wrk",
 ];
 
-/// What `cargo xtask bench` needs: the peers it measures.
-pub const BENCH_PACKAGES: &[&str] = &["supervisor", "s6", "runit"];
+/// What building the supervisor needs (the eBPF probe is C compiled with clang).
+pub const BUILD_PACKAGES: &[&str] = &["clang", "libbpf-dev", "linux-libc-dev"];
+
+/// What `cargo xtask bench` needs: the peers it measures, and wrk (load on our /metrics).
+pub const BENCH_PACKAGES: &[&str] = &["supervisor", "s6", "runit", "wrk"];
 
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
