@@ -114,6 +114,8 @@ fn exits_name_who_killed_them() {
             .contains("outside the container"),
         "{e}"
     );
+    let comm = k["sender_comm"].as_str().unwrap_or("");
+    assert!(!comm.is_empty(), "the outside sender is named: {e}");
 
     // 4. A real fault: the kernel sent SIGSEGV.
     let e = sup.wait_event("crasher exited", T, |e| is(e, "exited", "crasher"));
