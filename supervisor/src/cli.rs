@@ -132,6 +132,12 @@ pub struct ConnArgs {
     /// The control socket of the running supervisor.
     #[arg(long, env = "SUPERVISOR_SOCKET", value_name = "PATH", default_value = crate::config::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// Remote control instead of the socket: the supervisor's control_addr, as http://HOST:PORT.
+    #[arg(long, env = "SUPERVISOR_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// With --url: the file holding the bearer token (the supervisor's control_token_file).
+    #[arg(long, env = "SUPERVISOR_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
     /// Machine-readable output (JSON).
     #[arg(long)]
     pub json: bool,
@@ -166,6 +172,15 @@ pub struct RunArgs {
     /// The control socket path.
     #[arg(long, env = "SUPERVISOR_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
+
+    /// Remote control over TCP (HTTP, bearer token required), or `off` (the default).
+    /// Needs a token file: --control-token-file or control_token_file in the config.
+    #[arg(long, value_name = "ADDR|off")]
+    pub control_addr: Option<String>,
+
+    /// The file holding the bearer token for remote control (read once at start).
+    #[arg(long, value_name = "PATH")]
+    pub control_token_file: Option<PathBuf>,
 
     /// Log format: one JSON object per line, or supervisord-style text.
     #[arg(long, value_enum)]

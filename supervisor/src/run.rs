@@ -115,6 +115,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .clone()
         .or_else(|| cfg.settings.socket.clone())
         .unwrap_or_else(|| config::DEFAULT_SOCKET.into());
+    let remote = match control::remote::resolve(
+        args.control_addr.as_deref(),
+        args.control_token_file.as_deref(),
+        &cfg.settings,
+    ) {
+        Ok(remote) => remote,
+        Err(e) => {
+            eprintln!("supervisor: {e}");
+            eprintln!("supervisor: nothing was started; remote control stays off unless it can be locked with a token");
+            return Ok(2);
+        }
+    };
     let metrics = Arc::new(Metrics::new());
 
     // Before any thread exists, so that every thread inherits the mask.
@@ -175,7 +187,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         let (engine, handle) = Engine::new(setup, bus.clone(), history, output.clone());
         let control = control::Server::new(handle.clone(), output.clone(), control::Limits::default());
         // Removes the socket file when supervision ends.
-        let _socket = control::start(&socket_path, control).await;
+        let _socket = control::start(&socket_path, control.clone()).await;
+        if let Some(remote) = remote {
+            control::remote::start(remote, control).await;
+        }
         if let Some(addr) = metrics_addr {
             http::start(addr, http::App::new(handle, metrics, http::Limits::default())).await;
         }

@@ -572,3 +572,354 @@ fn status_round_trip_is_fast() {
     eprintln!("status round trip: {per:?} per request, {cli:?} per `supervisor status`");
     assert!(per < Duration::from_millis(50), "{per:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Remote control over TCP (off by default; bearer token required).
+
+const TOKEN: &str = "Zm9vYmFyLXJlbW90ZS1jb250cm9sLXRva2VuLTAxMjM0NTY3";
+
+/// Writes `text` as a 0600 token file.
+fn token_file(dir: &TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.write(name, text);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+/// `supervisor ARGS --url URL [--token-file PATH]` (the socket variable pointing nowhere, so
+/// only TCP can answer).
+fn ctl_url(url: &str, token: Option<&Path>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .args(["--url", url])
+        .env("SUPERVISOR_SOCKET", "/nonexistent/no.sock")
+        .env_remove("SUPERVISOR_TOKEN_FILE")
+        .env_remove("SUPERVISOR_URL");
+    if let Some(t) = token {
+        cmd.arg("--token-file").arg(t);
+    }
+    let out = cmd.output().expect("run supervisor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The TCP ports the process `host_pid` listens on (its own sockets only).
+fn listening_ports(host_pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{host_pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    l.strip_prefix("socket:[")
+                        .and_then(|r| r.strip_suffix(']'))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text =
+            std::fs::read_to_string(format!("/proc/{host_pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports
+}
+
+/// A raw HTTP/1.0 request to remote control with an optional Authorization header.
+fn remote_raw(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str) -> HttpReply {
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    http_raw(addr, req.as_bytes()).unwrap_or_else(|| panic!("no answer from {addr}{path}"))
+}
+
+#[test]
+fn remote_control_over_tcp_answers_only_with_the_token() {
+    let dir = TempDir::new("ctl-remote");
+    let tok = token_file(&dir, "token", &format!("{TOKEN}\n"));
+    // Token file in the config, address on the command line.
+    let conf = dir.write(
+        "s.conf",
+        "[supervisord]\ncontrol_token_file=%(here)s/token\n\n\
+         [program:web]\ncommand=sleep 1000\nstartsecs=0\n\n[program:db]\ncommand=sleep 1000\nstartsecs=0\n",
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let url = format!("http://{addr}");
+    let sock = dir.path().join("ctl.sock");
+    let sup = Sup::start(
+        Mode::Pid1,
+        dir.path(),
+        &[
+            "run",
+            "-c",
+            conf.to_str().unwrap(),
+            "--metrics-addr",
+            "off",
+            "--socket",
+            sock.to_str().unwrap(),
+            "--control-addr",
+            &addr,
+        ],
+    );
+    let notice = sup.wait_event("remote control notice", T, |e| {
+        msg(e).starts_with("remote control listening")
+    });
+    assert!(
+        msg(&notice).contains(&url) && msg(&notice).contains("token required"),
+        "{notice}"
+    );
+    assert!(!msg(&notice).contains(TOKEN), "the token was logged");
+    wait_socket(&sock, T);
+    wait_running(&sock, &["web", "db"]);
+    // It listens on the control port only (metrics are off).
+    assert_eq!(listening_ports(sup.host_pid()), vec![port]);
+
+    // The right token: the same API as the socket, through the CLI.
+    let (code, out, err) = ctl_url(&url, Some(&tok), &["status"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("web") && out.contains("RUNNING"), "{out}");
+    let (code, out, _) = ctl_url(&url, Some(&tok), &["status", "--json", "db"]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["name"], "db");
+    // ... and through the environment variables.
+    let out = Command::new(bin())
+        .args(["status", "web"])
+        .env("SUPERVISOR_SOCKET", "/nonexistent/no.sock")
+        .env("SUPERVISOR_URL", &url)
+        .env("SUPERVISOR_TOKEN_FILE", &tok)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let ok = remote_raw(
+        &addr,
+        "GET",
+        "/v1/status",
+        Some(&format!("Bearer {TOKEN}")),
+        "",
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    let pids = (pid_of(&sock, "web"), pid_of(&sock, "db"));
+    let events_before = sup.events().len();
+
+    // Wrong, missing, one byte changed, truncated, extended, other scheme: 401, nothing done.
+    let mut changed = TOKEN.as_bytes().to_vec();
+    changed[TOKEN.len() / 2] ^= 1;
+    let changed = String::from_utf8(changed).unwrap();
+    let auths: Vec<Option<String>> = vec![
+        None,
+        Some("Bearer wrong".into()),
+        Some(format!("Bearer {changed}")),
+        Some(format!("Bearer {}", &TOKEN[..TOKEN.len() - 1])),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("Basic {TOKEN}")),
+        Some(TOKEN.to_string()),
+        Some("Bearer ".into()),
+    ];
+    for auth in &auths {
+        for (method, path, body) in [
+            ("GET", "/v1/status", ""),
+            ("POST", "/v1/stop", "{\"names\":[\"all\"],\"wait\":false}"),
+            (
+                "POST",
+                "/v1/signal",
+                "{\"signal\":\"KILL\",\"names\":[\"web\"]}",
+            ),
+            ("POST", "/v1/shutdown", ""),
+            ("GET", "/v1/nonexistent", ""),
+        ] {
+            let r = remote_raw(&addr, method, path, auth.as_deref(), body);
+            assert_eq!(r.status, 401, "{auth:?} {method} {path}: {}", r.body);
+            assert!(
+                r.header("www-authenticate")
+                    .is_some_and(|h| h.starts_with("Bearer")),
+                "{:?}",
+                r.headers
+            );
+            assert!(r.body.contains("\"error\""), "{}", r.body);
+            assert!(!r.body.contains(TOKEN));
+        }
+    }
+    // The CLI: a wrong token file, none at all.
+    let wrong = token_file(&dir, "wrong", &format!("{changed}\n"));
+    let (code, _, err) = ctl_url(&url, Some(&wrong), &["stop", "web"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refused the token"), "{err}");
+    let (code, _, err) = ctl_url(&url, None, &["shutdown"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("requires a token") && err.contains("--token-file"),
+        "{err}"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        (pid_of(&sock, "web"), pid_of(&sock, "db")),
+        pids,
+        "programs were touched"
+    );
+    assert_eq!(
+        sup.events().len(),
+        events_before,
+        "events were emitted: {}",
+        tail(&sup.log_text(), 10)
+    );
+
+    // With the token, actions work over TCP too.
+    let (code, out, err) = ctl_url(&url, Some(&tok), &["stop", "web"]);
+    assert_eq!((code, out.as_str()), (0, "web: stopped\n"), "{err}");
+    let (code, out, _) = ctl_url(&url, Some(&tok), &["events", "--json", "-n", "3"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"stopped\""), "{out}");
+}
+
+#[test]
+fn remote_control_from_toml_and_its_start_up_errors() {
+    let dir = TempDir::new("ctl-remote-conf");
+    let tok = token_file(&dir, "token", TOKEN);
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    // Both settings in a TOML config.
+    let conf = dir.write(
+        "s.toml",
+        &format!(
+            "[supervisor]\ncontrol_addr = \"127.0.0.1:{port}\"\ncontrol_token_file = \"{}\"\n\n\
+             [programs.web]\ncommand = \"sleep 1000\"\nstartsecs = 0\n",
+            tok.display()
+        ),
+    );
+    let sock = dir.path().join("ctl.sock");
+    let run = |conf: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-c",
+            conf.to_str().unwrap(),
+            "--metrics-addr",
+            "off",
+            "--socket",
+            sock.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Sup::start(Mode::Pid1, dir.path(), &args)
+    };
+    {
+        let sup = run(&conf, &[]);
+        sup.wait_event("web running", T, |e| is(e, "running", "web"));
+        sup.wait_event("remote control", T, |e| {
+            msg(e).starts_with("remote control listening")
+        });
+        let (code, out, err) = ctl_url(&url, Some(&tok), &["status", "web"]);
+        assert_eq!(code, 0, "{out}{err}");
+        // --control-addr off overrides the config.
+    }
+    {
+        let port2 = free_port();
+        let metrics = format!("127.0.0.1:{port2}");
+        let mut sup = Sup::start(
+            Mode::Pid1,
+            dir.path(),
+            &[
+                "run",
+                "-c",
+                conf.to_str().unwrap(),
+                "--metrics-addr",
+                &metrics,
+                "--socket",
+                sock.to_str().unwrap(),
+                "--control-addr",
+                "off",
+            ],
+        );
+        sup.wait_event("web running", T, |e| is(e, "running", "web"));
+        sup.wait_event("http", T, |e| msg(e).starts_with("HTTP endpoint listening"));
+        // Nothing listens on TCP but the metrics port.
+        assert_eq!(listening_ports(sup.host_pid()), vec![port2]);
+        assert!(!sup
+            .events()
+            .iter()
+            .any(|e| msg(e).contains("remote control")));
+        assert!(sup.running());
+    }
+
+    // control_addr without a token file: exit 2, file:line, nothing started.
+    for (name, text, at) in [
+        (
+            "bad.toml",
+            "[supervisor]\nsocket = \"/tmp/x.sock\"\ncontrol_addr = \"127.0.0.1:9470\"\n\n[programs.web]\ncommand = \"sleep 1000\"\n",
+            "bad.toml:3",
+        ),
+        (
+            "bad.conf",
+            "[supervisord]\ncontrol_addr=127.0.0.1:9470\n\n[program:web]\ncommand=sleep 1000\n",
+            "bad.conf:2",
+        ),
+    ] {
+        let bad = dir.write(name, text);
+        let mut sup = run(&bad, &[]);
+        assert_eq!(sup.wait_exit(T), 2, "{name}");
+        let err = std::fs::read_to_string(&sup.err_path).unwrap();
+        assert!(
+            err.contains(at) && err.contains("control_addr") && err.contains("control_token_file"),
+            "{name}: {err}"
+        );
+        assert!(!sup.events().iter().any(|e| kind(e) == "spawned"), "{name}");
+        let (code, _, err) = run_cli(&["check", "-c", bad.to_str().unwrap()]);
+        assert_eq!(code, 2);
+        assert!(err.contains(at), "{err}");
+    }
+
+    // The flag without any token file; an empty and a missing token file: exit 2, saying
+    // what and where.
+    let plain = dir.write("plain.conf", "[program:web]\ncommand=sleep 1000\n");
+    let empty = token_file(&dir, "empty", "\n");
+    let missing = dir.path().join("missing-token");
+    let flag_addr = format!("127.0.0.1:{}", free_port());
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (
+            vec!["--control-addr", &flag_addr],
+            vec!["--control-token-file".into()],
+        ),
+        (
+            vec![
+                "--control-addr",
+                &flag_addr,
+                "--control-token-file",
+                empty.to_str().unwrap(),
+            ],
+            vec!["empty".into(), empty.display().to_string()],
+        ),
+        (
+            vec![
+                "--control-addr",
+                &flag_addr,
+                "--control-token-file",
+                missing.to_str().unwrap(),
+            ],
+            vec!["cannot read".into(), missing.display().to_string()],
+        ),
+    ];
+    for (extra, wants) in cases {
+        let mut sup = run(&plain, &extra);
+        assert_eq!(sup.wait_exit(T), 2, "{extra:?}");
+        let err = std::fs::read_to_string(&sup.err_path).unwrap();
+        for w in wants {
+            assert!(err.contains(&w), "{extra:?}: {err}");
+        }
+        assert!(!sup.events().iter().any(|e| kind(e) == "spawned"));
+    }
+}

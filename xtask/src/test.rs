@@ -8,6 +8,12 @@
 //!    example images (`xtask docker up`), `cargo test --workspace --release` (with `DOCKER_HOST`
 //!    set for tests/tests/docker.rs), and the engine is stopped.
 //!
+//! 4. The cargo-fuzz targets (`fuzz/`), briefly: cargo-fuzz is installed if missing, the
+//!    targets are built once (`cargo fuzz build -O`, its own target dir, fuzz/target), then each
+//!    runs for [`FUZZ_SECONDS`] from its corpus. A crash, a leak or a slow input fails its step;
+//!    libFuzzer leaves the input in fuzz/artifacts/TARGET/ and cargo-fuzz prints how to replay it.
+//!    These run even when earlier steps failed: they do not use the release build.
+//!
 //! Every step runs even if an earlier one failed (except the tests, when the build failed), so
 //! one run shows every problem; a summary follows and the exit status is non-zero on any failure.
 //! One global deadline covers all steps: a step still running then has its whole process tree
@@ -22,6 +28,18 @@ use crate::{deps, docker, procs, util};
 
 /// Default global budget for the whole run.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
+
+/// The cargo-fuzz targets run in CI (fuzz/fuzz_targets/), and the step name of each.
+const FUZZ_TARGETS: &[(&str, &str)] = &[
+    ("fuzz:control_request", "control_request"),
+    ("fuzz:config_ini", "config_ini"),
+    ("fuzz:config_toml", "config_toml"),
+];
+/// How long each fuzz target runs (`-max_total_time`); longer runs are by hand (fuzz/README.md).
+const FUZZ_SECONDS: u32 = 15;
+/// One input taking longer than this counts as a failure (`-timeout`; libFuzzer's default is
+/// 20 minutes, longer than the whole run).
+const FUZZ_INPUT_TIMEOUT_SECS: u32 = 10;
 
 /// How a step ended.
 enum Outcome {
@@ -39,25 +57,27 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
 
     let bin = util::supervisor_bin();
     let mut results: Vec<(&str, Outcome, Duration)> = Vec::new();
-    let mut step = |name: &'static str, cmd: Option<Command>| {
+    // A step runs its command, or is skipped for the given reason.
+    let mut step = |name: &'static str, cmd: Result<Command, &'static str>| {
         let started = Instant::now();
         let outcome = match cmd {
-            Some(cmd) => run_step(name, cmd, deadline),
-            None => Outcome::Skipped("the release build failed"),
+            Ok(cmd) => run_step(name, cmd, deadline),
+            Err(why) => Outcome::Skipped(why),
         };
         let passed = matches!(outcome, Outcome::Passed);
         results.push((name, outcome, started.elapsed()));
         passed
     };
 
+    const NO_BUILD: &str = "the release build failed";
     let built = step(
         "build",
-        Some(cargo(&["build", "--release", "-p", "supervisor"])),
+        Ok(cargo(&["build", "--release", "-p", "supervisor"])),
     );
-    step("fmt", Some(cargo(&["fmt", "--all", "--", "--check"])));
+    step("fmt", Ok(cargo(&["fmt", "--all", "--", "--check"])));
     step(
         "clippy",
-        Some(cargo(&[
+        Ok(cargo(&[
             "clippy",
             "--workspace",
             "--all-targets",
@@ -67,7 +87,10 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         ])),
     );
     // A private Docker engine with the example images, for tests/tests/docker.rs ([`docker`]).
-    let docker_up = step("docker", built.then(|| xtask(&["docker", "up"])));
+    let docker_up = step(
+        "docker",
+        built.then(|| xtask(&["docker", "up"])).ok_or(NO_BUILD),
+    );
     let tests = built.then(|| {
         // --no-fail-fast: a failing test binary does not hide the results of the next ones.
         let mut cmd = cargo(&["test", "--workspace", "--release", "--no-fail-fast"]);
@@ -78,10 +101,35 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         }
         cmd
     });
-    step("test", tests);
+    step("test", tests.ok_or(NO_BUILD));
     // Stopped here, not as a step: this must run even after the global deadline.
     if let Err(err) = docker::down() {
         eprintln!("xtask: cannot stop the docker engine: {err:#}");
+    }
+
+    // The fuzz targets, briefly.
+    let have_fuzz = cargo_fuzz_installed()
+        || {
+            println!("\nxtask: cargo-fuzz is not installed: installing it (cargo install cargo-fuzz --locked)");
+            step(
+                "fuzz-install",
+                Ok(cargo(&["install", "cargo-fuzz", "--locked"])),
+            )
+        };
+    let fuzz_built = step(
+        "fuzz-build",
+        have_fuzz
+            .then(|| fuzz(&["build", "-O"]))
+            .ok_or("cargo-fuzz could not be installed"),
+    );
+    let max_time = format!("-max_total_time={FUZZ_SECONDS}");
+    let input_timeout = format!("-timeout={FUZZ_INPUT_TIMEOUT_SECS}");
+    for (name, target) in FUZZ_TARGETS {
+        let run = fuzz(&["run", "-O", target, "--", &max_time, &input_timeout]);
+        step(
+            name,
+            fuzz_built.then_some(run).ok_or("the fuzz build failed"),
+        );
     }
 
     println!("\n==> summary");
@@ -102,7 +150,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 format!("skipped: {why}")
             }
         };
-        println!("    {name:<8} {:>6.1}s  {verdict}", took.as_secs_f64());
+        println!("    {name:<20} {:>6.1}s  {verdict}", took.as_secs_f64());
     }
     println!("{}", if ok { "==> all passed" } else { "==> FAILED" });
     Ok(if ok {
@@ -142,6 +190,27 @@ fn cargo(args: &[&str]) -> Command {
     let mut cmd = util::cargo();
     cmd.args(args);
     cmd
+}
+
+/// `cargo fuzz ARGS` in fuzz/. `RUSTC_BOOTSTRAP=1` lets the stable toolchain take the nightly
+/// flags cargo-fuzz passes (`-Zsanitizer=address`, ...); the fuzz crate has its own target dir.
+fn fuzz(args: &[&str]) -> Command {
+    let mut cmd = util::cargo();
+    cmd.arg("fuzz")
+        .args(args)
+        .current_dir(util::workspace_root().join("fuzz"))
+        .env("RUSTC_BOOTSTRAP", "1");
+    cmd
+}
+
+/// Whether `cargo fuzz --version` works.
+fn cargo_fuzz_installed() -> bool {
+    util::cargo()
+        .args(["fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Runs one step with the terminal attached; kills its process tree at the deadline.

@@ -6,12 +6,17 @@
 //! HTTP/1.0 so that a streamed answer (`tail -f`, `events -f`) simply runs until the connection
 //! closes, with no chunked decoding.
 //!
+//! With `--url http://HOST:PORT` (or `SUPERVISOR_URL`) the same requests go over TCP to the
+//! supervisor's remote control, carrying `Authorization: Bearer` with the token read from
+//! `--token-file` (or `SUPERVISOR_TOKEN_FILE`).
+//!
 //! Exit codes: 0 done; 1 a program did not reach the state asked for; 2 a bad request (unknown
 //! name, bad signal); 3 `status`: some program shown is not RUNNING; 4 no supervisor answers.
 
 mod why;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -78,10 +83,14 @@ pub fn run(cmd: Command) -> u8 {
     }
 }
 
+/// A connection to the supervisor: the control socket, or TCP for remote control.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
 /// A response whose head has been read; the body is still on the connection.
 struct Reply {
     status: u16,
-    body: BufReader<UnixStream>,
+    body: BufReader<Box<dyn Stream>>,
 }
 
 impl Reply {
@@ -101,6 +110,99 @@ fn unreachable_err(msg: &str) -> Failure {
     }
 }
 
+/// An open connection, with what to call it in messages and the headers it needs.
+struct Conn {
+    stream: Box<dyn Stream>,
+    /// The socket path or the URL.
+    shown: String,
+    host: String,
+    /// `Authorization: Bearer ...` for remote control with a token.
+    auth: Option<String>,
+    remote: bool,
+}
+
+/// Connects to the socket, or with `--url` to remote control (reading the token first).
+fn connect(conn: &ConnArgs, timeout: Option<Duration>) -> Result<Conn> {
+    let Some(url) = conn.url.as_deref() else {
+        let path = &conn.socket;
+        let s = UnixStream::connect(path).map_err(|e| connect_error(path, &e))?;
+        let _ = s.set_read_timeout(timeout);
+        let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+        return Ok(Conn {
+            stream: Box::new(s),
+            shown: path.display().to_string(),
+            host: "supervisor".into(),
+            auth: None,
+            remote: false,
+        });
+    };
+    let authority = parse_url(url).map_err(|msg| Failure {
+        code: EXIT_BAD_REQUEST,
+        msg,
+    })?;
+    let auth = match &conn.token_file {
+        Some(path) => {
+            let token = crate::control::remote::Token::read(path).map_err(|msg| Failure {
+                code: EXIT_BAD_REQUEST,
+                msg,
+            })?;
+            Some(format!("Bearer {}", token.secret_str()))
+        }
+        None => None,
+    };
+    let addrs: Vec<_> = authority
+        .to_socket_addrs()
+        .map_err(|e| unreachable_err(&format!("cannot resolve {authority} (from {url}): {e}")))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, Duration::from_secs(10)) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(timeout);
+                let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+                return Ok(Conn {
+                    stream: Box::new(s),
+                    shown: url.to_string(),
+                    host: authority,
+                    auth,
+                    remote: true,
+                });
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.map_or_else(|| "no address".to_string(), |e| e.to_string());
+    Err(unreachable_err(&format!(
+        "cannot reach the supervisor at {url}: {e} (is remote control on? it listens only where its control_addr / --control-addr says)"
+    )))
+}
+
+/// `http://HOST:PORT` (a final `/` allowed) → `HOST:PORT`.
+fn parse_url(url: &str) -> std::result::Result<String, String> {
+    let t = url.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(format!(
+            "--url {t}: remote control speaks plain HTTP; for TLS put it behind a proxy or an SSH tunnel and give its http:// address"
+        ));
+    }
+    let bad = || format!("--url {t}: expected http://HOST:PORT, e.g. http://127.0.0.1:9470");
+    let rest = t
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("http://"))
+        .map(|_| &t[7..])
+        .ok_or_else(bad)?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let port_ok = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if authority.contains(['/', '@', '?', '#']) || !port_ok {
+        return Err(bad());
+    }
+    Ok(authority.to_string())
+}
+
 /// Sends one request; `timeout` bounds each read (None: wait forever, for followers).
 fn call(
     conn: &ConnArgs,
@@ -109,12 +211,18 @@ fn call(
     body: Option<Vec<u8>>,
     timeout: Option<Duration>,
 ) -> Result<Reply> {
-    let path = &conn.socket;
-    let mut s = UnixStream::connect(path).map_err(|e| connect_error(path, &e))?;
-    let _ = s.set_read_timeout(timeout);
-    let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
+    let Conn {
+        mut stream,
+        shown,
+        host,
+        auth,
+        remote,
+    } = connect(conn, timeout)?;
     let body = body.unwrap_or_default();
-    let mut req = format!("{method} {target} HTTP/1.0\r\nhost: supervisor\r\n");
+    let mut req = format!("{method} {target} HTTP/1.0\r\nhost: {host}\r\n");
+    if let Some(a) = &auth {
+        req.push_str(&format!("authorization: {a}\r\n"));
+    }
     if method == "POST" {
         req.push_str("content-type: application/json\r\n");
         req.push_str(&format!("content-length: {}\r\n", body.len()));
@@ -122,17 +230,18 @@ fn call(
     req.push_str("\r\n");
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(&body);
-    s.write_all(&bytes)
-        .map_err(|e| unreachable_err(&format!("sending the request to {}: {e}", path.display())))?;
-    let mut r = BufReader::new(s);
+    stream
+        .write_all(&bytes)
+        .map_err(|e| unreachable_err(&format!("sending the request to {shown}: {e}")))?;
+    let mut r = BufReader::new(stream);
     let mut line = String::new();
     r.read_line(&mut line)
-        .map_err(|e| unreachable_err(&format!("no answer from {}: {e}", path.display())))?;
+        .map_err(|e| unreachable_err(&format!("no answer from {shown}: {e}")))?;
     let status = line
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| unreachable_err(&format!("{} did not answer in HTTP", path.display())))?;
+        .ok_or_else(|| unreachable_err(&format!("{shown} did not answer in HTTP")))?;
     loop {
         line.clear();
         let n = r
@@ -141,6 +250,17 @@ fn call(
         if n == 0 || line == "\r\n" || line == "\n" {
             break;
         }
+    }
+    if remote && status == 401 {
+        let msg = if auth.is_some() {
+            format!("the supervisor at {shown} refused the token (401): check --token-file / SUPERVISOR_TOKEN_FILE against its control_token_file")
+        } else {
+            format!("the supervisor at {shown} requires a token (401): give the file holding it with --token-file PATH or SUPERVISOR_TOKEN_FILE")
+        };
+        return Err(Failure {
+            code: EXIT_BAD_REQUEST,
+            msg,
+        });
     }
     Ok(Reply { status, body: r })
 }
@@ -581,6 +701,28 @@ mod tests {
              worker:worker_00   FATAL     exited with status 1 (unexpected), restarts 3\n\
              db                 STOPPED   not started\n"
         );
+    }
+
+    #[test]
+    fn urls_are_http_host_port() {
+        assert_eq!(
+            parse_url("http://127.0.0.1:9470").unwrap(),
+            "127.0.0.1:9470"
+        );
+        assert_eq!(parse_url("HTTP://localhost:1/").unwrap(), "localhost:1");
+        assert_eq!(parse_url("http://[::1]:9470").unwrap(), "[::1]:9470");
+        for bad in [
+            "127.0.0.1:9470",
+            "http://127.0.0.1",
+            "http://:9470",
+            "http://h:9470/v1",
+            "http://u@h:1",
+            "http://h:99999",
+            "ftp://h:1",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        assert!(parse_url("https://h:1").unwrap_err().contains("plain HTTP"));
     }
 
     #[test]

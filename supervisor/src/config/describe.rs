@@ -59,6 +59,12 @@ fn settings(s: &Settings) -> String {
     if let Some(timeout) = s.shutdown_timeout {
         set.push(format!("shutdown_timeout={}", secs(timeout)));
     }
+    if let Some(addr) = s.control_addr {
+        set.push(format!("control_addr={addr}"));
+    }
+    if let Some(path) = &s.control_token_file {
+        set.push(format!("control_token_file={}", path.display()));
+    }
     if set.is_empty() {
         "none set in the file (command line or defaults apply)".to_string()
     } else {

@@ -468,6 +468,8 @@ const SUPERVISORD_KEYS: &[&str] = &[
     "log_format",
     "probe",
     "shutdown_timeout",
+    "control_addr",
+    "control_token_file",
     "environment",
 ];
 
@@ -640,6 +642,7 @@ fn supervisord(
 ) -> Result<(Settings, Vec<(String, String)>), ConfigError> {
     let mut settings = Settings::default();
     let mut env = Vec::new();
+    let mut control_addr_at = None;
     let Some(sec) = doc.find("supervisord") else {
         return Ok((settings, env));
     };
@@ -662,6 +665,16 @@ fn supervisord(
             "shutdown_timeout" => {
                 settings.shutdown_timeout = Some(shutdown_timeout(&value).map_err(fail)?)
             }
+            "control_addr" => {
+                settings.control_addr = super::parse_control_addr(&value).map_err(fail)?;
+                control_addr_at = settings.control_addr.map(|_| e.at.clone());
+            }
+            "control_token_file" if value.is_empty() => {
+                return Err(fail(
+                    "the path is empty; give the path of a file holding the token".into(),
+                ))
+            }
+            "control_token_file" => settings.control_token_file = Some(PathBuf::from(value)),
             "environment" => env = expand::environment(&Environment::Pairs(text), names)?,
             key => match ignored_key(SUPERVISORD_IGNORED, key) {
                 Some((check, why)) => accept_ignored(check, why, e, &value, notices)?,
@@ -675,6 +688,9 @@ fn supervisord(
                 }
             },
         }
+    }
+    if let (Some(at), None) = (control_addr_at, &settings.control_token_file) {
+        return Err(invalid(&at, "control_addr", super::CONTROL_TOKEN_NEEDED));
     }
     Ok((settings, env))
 }
@@ -1298,6 +1314,18 @@ pub(crate) mod tests {
                 "IP address and port",
             ),
             (
+                "[supervisord]\nnodaemon=true\ncontrol_addr=127.0.0.1:9470\n",
+                "/etc/app.conf:3",
+                "control_addr",
+                "control_token_file",
+            ),
+            (
+                "[supervisord]\ncontrol_addr=nowhere\ncontrol_token_file=/t\n",
+                "/etc/app.conf:2",
+                "control_addr",
+                "IP address and port",
+            ),
+            (
                 "[supervisord]\nhttp_port=9001\n",
                 "/etc/app.conf:2",
                 "http_port",
@@ -1533,6 +1561,17 @@ pub(crate) mod tests {
             )
         );
         assert_eq!(s.shutdown_timeout, Some(Duration::from_millis(2500)));
+        let c = load("[supervisord]\ncontrol_addr=[::1]:9470\ncontrol_token_file=%(here)s/tok\n");
+        assert_eq!(
+            (
+                c.settings.control_addr,
+                c.settings.control_token_file.as_deref()
+            ),
+            (
+                Some("[::1]:9470".parse().unwrap()),
+                Some(Path::new("/etc/tok"))
+            )
+        );
         let c = load("[supervisord]\nmetrics_addr=127.0.0.1:9100\n");
         assert_eq!(
             c.settings.metrics_addr,

@@ -52,6 +52,28 @@ pub struct Settings {
     pub probe: Option<ProbeMode>,
     /// `shutdown_timeout`: the global budget for stopping everything.
     pub shutdown_timeout: Option<Duration>,
+    /// `control_addr`: where remote control over TCP listens (HTTP, bearer token required).
+    /// Off unless set; a file that sets it must set `control_token_file` too.
+    pub control_addr: Option<SocketAddr>,
+    /// `control_token_file`: the file holding the bearer token remote control requires (read
+    /// once at start).
+    pub control_token_file: Option<PathBuf>,
+}
+
+/// The error for a `control_addr` without a `control_token_file` (both formats).
+pub(crate) const CONTROL_TOKEN_NEEDED: &str = "remote control needs a token: also set \
+     control_token_file to a file holding the bearer token (e.g. made with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`), \
+     or remove control_addr to keep control on the local socket only";
+
+/// `control_addr`: `IP:PORT`, or `off`.
+pub(crate) fn parse_control_addr(s: &str) -> Result<Option<SocketAddr>, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    t.parse().map(Some).map_err(|_| {
+        format!("{s:?} is not allowed; use an IP address and port like 127.0.0.1:9470 or [::1]:9470, or off")
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, clap::ValueEnum)]

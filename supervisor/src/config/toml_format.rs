@@ -298,11 +298,14 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "log_format",
     "probe",
     "shutdown_timeout",
+    "control_addr",
+    "control_token_file",
 ];
 
 /// `[supervisor]`: global settings.
 fn supervisor(src: &Source<'_>, key: &Key<'_>, value: &Val<'_>) -> Result<Settings, ConfigError> {
     let mut settings = Settings::default();
+    let mut control_addr_at = None;
     for (k, v) in in_order(src.table(key, value)?) {
         let applied = match k.get_ref().as_ref() {
             "metrics_addr" => string(src, v)
@@ -324,9 +327,27 @@ fn supervisor(src: &Source<'_>, key: &Key<'_>, value: &Val<'_>) -> Result<Settin
                 .and_then(parse_probe)
                 .map(|p| settings.probe = Some(p)),
             "shutdown_timeout" => seconds(src, v).map(|d| settings.shutdown_timeout = Some(d)),
+            "control_addr" => string(src, v).and_then(super::parse_control_addr).map(|a| {
+                control_addr_at = a.map(|_| src.error(k, super::CONTROL_TOKEN_NEEDED));
+                settings.control_addr = a;
+            }),
+            "control_token_file" => string(src, v)
+                .and_then(|s| {
+                    if s.is_empty() {
+                        Err("\"\" is not allowed; use the path of a file holding the token".into())
+                    } else {
+                        Ok(s)
+                    }
+                })
+                .map(|s| settings.control_token_file = Some(s.into())),
             other => Err(unknown(other, "[supervisor]", SUPERVISOR_KEYS)),
         };
         applied.map_err(|m| src.error(k, m))?;
+    }
+    if let Some(e) = control_addr_at {
+        if settings.control_token_file.is_none() {
+            return Err(e);
+        }
     }
     Ok(settings)
 }
@@ -714,6 +735,9 @@ environment = { B = "2", A = "%(ENV_HOME)s" }
             ("[supervisor]\nmetrics_addr = \"nowhere\"\n", "/etc/app.toml:2", "metrics_addr", "or off"),
             ("[supervisor]\nprobe = true\n", "/etc/app.toml:2", "probe", "use a string"),
             ("[supervisor]\nsocket = \"/s\"\nsockett = 1\n", "/etc/app.toml:3", "sockett", "did you mean socket?"),
+            ("[supervisor]\nsocket = \"/s\"\ncontrol_addr = \"127.0.0.1:9470\"\n", "/etc/app.toml:3", "control_addr", "control_token_file"),
+            ("[supervisor]\ncontrol_addr = \"localhost:9470\"\ncontrol_token_file = \"/t\"\n", "/etc/app.toml:2", "control_addr", "127.0.0.1:9470"),
+            ("[supervisor]\ncontrol_addr = \"127.0.0.1:9470\"\ncontrol_token_file = \"\"\n", "/etc/app.toml:3", "control_token_file", "not allowed"),
             ("[programs.a]\ncommand = \"x\"\ncommand = \"y\"\n", "/etc/app.toml:3", "syntax", "duplicate key"),
             ("[programs.a]\ncommand = x\n", "/etc/app.toml:2", "syntax", "string values must be quoted"),
             ("[programs.a]\ncommand = \"x\\u0000\"\n", "/etc/app.toml:2", "command", "NUL"),
@@ -756,6 +780,22 @@ environment = { B = "2", A = "%(ENV_HOME)s" }
             )
         );
         assert!(c.programs.is_empty());
+        let c = load(
+            "[supervisor]\ncontrol_token_file = \"/etc/tok\"\ncontrol_addr = \"127.0.0.1:9470\"\n",
+        );
+        assert_eq!(
+            (
+                c.settings.control_addr,
+                c.settings.control_token_file.as_deref()
+            ),
+            (
+                Some("127.0.0.1:9470".parse().unwrap()),
+                Some(Path::new("/etc/tok"))
+            )
+        );
+        // `off` needs no token; a token file alone is allowed (the flag may turn it on).
+        let c = load("[supervisor]\ncontrol_addr = \"off\"\n");
+        assert_eq!(c.settings.control_addr, None);
     }
 
     #[test]

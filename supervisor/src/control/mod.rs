@@ -14,9 +14,13 @@
 //! - A stale socket file (nobody answers) is replaced; a live one (another supervisor answers)
 //!   is left alone and this supervisor runs without a control socket, saying so once. The
 //!   socket is removed on exit.
+//! - Remote control over TCP ([`remote`]) is off unless `control_addr` is set, and then every
+//!   request must carry the bearer token (compared in constant time) before anything else is
+//!   looked at. Same API, same server code, same limits, its own connection cap.
 
 pub mod api;
 pub mod ops;
+pub mod remote;
 
 use std::convert::Infallible;
 use std::os::unix::fs::MetadataExt;
@@ -33,7 +37,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::handle::EngineHandle;
@@ -41,6 +46,7 @@ use crate::event::{Event, Kind, Level};
 use crate::http::{error, json};
 use crate::output::Output;
 use api::Op;
+use remote::Token;
 
 /// What the control server allows a client.
 #[derive(Debug, Clone)]
@@ -198,10 +204,59 @@ fn listen(path: &Path) -> Result<(UnixListener, SocketGuard), String> {
     Ok((listener, guard))
 }
 
-/// Accepts connections on `listener` until `shutdown` completes.
+/// Accepts connections on the control socket until `shutdown` completes.
 pub async fn serve(
     listener: UnixListener,
     server: Arc<Server>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    accept_loop(listener, server, None, shutdown).await
+}
+
+/// What the accept loop needs of a listener: the socket, or remote control's TCP listener.
+trait Listener {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<Self::Stream>>;
+    /// Whether to serve this peer at all.
+    fn allowed(stream: &Self::Stream) -> bool;
+    /// A best-effort write that never waits (the 503 for one connection too many).
+    fn try_write(stream: &Self::Stream, bytes: &[u8]);
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<UnixStream>> {
+        self.poll_accept(cx).map_ok(|(s, _)| s)
+    }
+    fn allowed(stream: &UnixStream) -> bool {
+        peer_allowed(stream)
+    }
+    fn try_write(stream: &UnixStream, bytes: &[u8]) {
+        let _ = stream.try_write(bytes);
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<TcpStream>> {
+        self.poll_accept(cx).map_ok(|(s, _)| s)
+    }
+    /// Anyone may connect; the token decides (per request, before anything else).
+    fn allowed(stream: &TcpStream) -> bool {
+        let _ = stream.set_nodelay(true);
+        true
+    }
+    fn try_write(stream: &TcpStream, bytes: &[u8]) {
+        let _ = stream.try_write(bytes);
+    }
+}
+
+/// Accepts connections until `shutdown` completes, at most `max_connections` served at once;
+/// with a `token`, every request must carry it.
+async fn accept_loop<L: Listener>(
+    listener: L,
+    server: Arc<Server>,
+    token: Option<Arc<Token>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(server.limits.max_connections));
@@ -209,20 +264,25 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => return,
-            r = listener.accept() => r,
+            r = std::future::poll_fn(|cx| listener.poll_next(cx)) => r,
         };
         match accepted {
-            Ok((stream, _)) => {
-                if !peer_allowed(&stream) {
+            Ok(stream) => {
+                if !L::allowed(&stream) {
                     continue;
                 }
                 match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        tokio::spawn(serve_connection(stream, server.clone(), permit));
+                        tokio::spawn(serve_connection(
+                            stream,
+                            server.clone(),
+                            token.clone(),
+                            permit,
+                        ));
                     }
                     Err(_) => {
                         const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-                        let _ = stream.try_write(BUSY);
+                        L::try_write(&stream, BUSY);
                     }
                 }
             }
@@ -263,11 +323,25 @@ impl hyper::body::Body for Live {
     }
 }
 
-async fn serve_connection(stream: UnixStream, server: Arc<Server>, _permit: OwnedSemaphorePermit) {
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    server: Arc<Server>,
+    token: Option<Arc<Token>>,
+    _permit: OwnedSemaphorePermit,
+) {
     let limits = server.limits.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: Request<Incoming>| {
         let server = server.clone();
-        async move { Ok::<_, Infallible>(respond(&server, req).await) }
+        let token = token.clone();
+        async move {
+            let via = match &token {
+                // Before anything else: no body read, nothing decoded, nothing asked of the engine.
+                Some(t) if !t.admits(req.headers()) => return Ok(remote::unauthorized()),
+                Some(_) => Via::Remote,
+                None => Via::Socket,
+            };
+            Ok::<_, Infallible>(respond(&server, req, via).await)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -290,8 +364,15 @@ fn reject(status: u16, reason: String) -> Response<Body> {
     whole(error(code, reason))
 }
 
+/// Where a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Socket,
+    Remote,
+}
+
 /// The response to one request. Never fails: every error is a response.
-async fn respond(server: &Server, req: Request<Incoming>) -> Response<Body> {
+async fn respond(server: &Server, req: Request<Incoming>, via: Via) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let body = match tokio::time::timeout(
         server.limits.body_timeout,
@@ -321,10 +402,10 @@ async fn respond(server: &Server, req: Request<Incoming>) -> Response<Body> {
         Ok(op) => op,
         Err(r) => return reject(r.status, r.reason),
     };
-    execute(server, op).await
+    execute(server, op, via).await
 }
 
-async fn execute(server: &Server, op: Op) -> Response<Body> {
+async fn execute(server: &Server, op: Op, via: Via) -> Response<Body> {
     let handle = &server.handle;
     let engine_timeout = server.limits.engine_timeout;
     match op {
@@ -442,7 +523,13 @@ async fn execute(server: &Server, op: Op) -> Response<Body> {
             Ok(summary) => whole(json(StatusCode::OK, &summary)),
             Err(e) => reject(409, e),
         },
-        Op::Shutdown => match handle.shutdown("requested over the control socket").await {
+        Op::Shutdown => match handle
+            .shutdown(match via {
+                Via::Socket => "requested over the control socket",
+                Via::Remote => "requested over remote control (TCP, with the token)",
+            })
+            .await
+        {
             Ok(()) => whole(json(
                 StatusCode::OK,
                 &serde_json::json!({"shutting_down": true}),

@@ -298,7 +298,11 @@ impl Engine {
             k.sender_comm.clone()
         };
         // The supervisor's own stop signals are already in the log as `stopping`.
-        let level = if sender == "supervisor" { Level::Debug } else { Level::Info };
+        let level = if sender == "supervisor" {
+            Level::Debug
+        } else {
+            Level::Info
+        };
         let mut e = p.event(
             level,
             Kind::SignalObserved,
