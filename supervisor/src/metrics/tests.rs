@@ -388,7 +388,15 @@ fn usage_is_summed_over_the_process_group() {
     // The first group dies (its orphans become zombies of whoever reaps them): zero.
     let a_pgid = a.pgid();
     drop(a);
-    let u = scanner.usage(&[a_pgid, b.pgid()]);
+    // SIGKILL is delivered asynchronously: the killed members may run for an instant more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let u = loop {
+        let u = scanner.usage(&[a_pgid, b.pgid()]);
+        if u.get(&a_pgid).map(|u| u.processes) == Some(0) || Instant::now() > deadline {
+            break u;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(u.get(&a_pgid).map(|u| u.processes), Some(0), "{u:?}");
     assert_eq!(u.get(&b.pgid()).map(|u| u.processes), Some(2), "{u:?}");
     // Nothing watched: nothing held.
