@@ -8,13 +8,20 @@
 //! 2. 100 programs: launch → all 100 have started, RSS/PSS, SIGTERM → everything gone.
 //! 3. 20 programs: restart latency, killing one program at a time round-robin.
 //!
+//! Then, for ours only (`ours.rs`): `/metrics` scrape latency with 10 and 1,000 programs,
+//! restart latency while `wrk` hammers `/metrics` vs with HTTP quiet, and the eBPF probe's cost:
+//! kill(2) between unrelated processes and restart latency, with the probe loaded vs not.
+//!
 //! A peer that fails to come up or misbehaves gets `n/a` (with the reason) and the run goes on.
 //! Each session's processes are killed and checked for leftovers before the next one starts.
 
+mod http;
 mod measure;
+mod ours;
 mod peers;
 mod report;
 mod session;
+mod signals;
 mod stamps;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +34,7 @@ use crate::{deps, procs, util};
 use measure::RestartPlan;
 use peers::Peer;
 use report::{Metric, Results};
-use session::Session;
+use session::{OursOptions, Session};
 
 /// Programs in the restart session: killing them round-robin lets each one age past
 /// [`measure::MIN_AGE`] while the others are being killed, so 50 kills take seconds, not minutes.
@@ -49,6 +56,15 @@ struct Options {
 struct Plan {
     idle: Duration,
     restart: RestartPlan,
+    /// Sequential `/metrics` scrapes per scrape figure.
+    scrapes: usize,
+    /// Restarts per arm and round of the comparisons (HTTP quiet vs wrk, probe off vs on)...
+    compare: RestartPlan,
+    /// ...and how many rounds, alternating the arms.
+    compare_rounds: usize,
+    /// One kill(2) window, and how many rounds of (probe off, on, off) windows.
+    kill_window: Duration,
+    kill_rounds: usize,
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode> {
@@ -61,6 +77,15 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 budget: Duration::from_secs(4),
                 min: 5,
             },
+            scrapes: 20,
+            compare: RestartPlan {
+                max: 10,
+                budget: Duration::from_secs(4),
+                min: 5,
+            },
+            compare_rounds: 1,
+            kill_window: Duration::from_millis(500),
+            kill_rounds: 1,
         }
     } else {
         Plan {
@@ -70,13 +95,32 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
                 budget: Duration::from_secs(10),
                 min: 10,
             },
+            scrapes: 50,
+            compare: RestartPlan {
+                max: 25,
+                budget: Duration::from_secs(5),
+                min: 10,
+            },
+            compare_rounds: 2,
+            kill_window: Duration::from_secs(1),
+            kill_rounds: 2,
         }
     };
     let mut results = Results::default();
 
-    if opts.peers.iter().any(|p| p.package().is_some()) {
-        if let Err(err) = deps::ensure(deps::BENCH_PACKAGES) {
-            eprintln!("xtask: warning: {err:#}\n  (peers that are missing will show n/a)");
+    // The peers' packages, and wrk for our HTTP-load figure.
+    let packages: Vec<&str> = deps::BENCH_PACKAGES
+        .iter()
+        .copied()
+        .filter(|&pkg| {
+            opts.peers
+                .iter()
+                .any(|p| p.package() == Some(pkg) || (*p == Peer::Ours && pkg == "wrk"))
+        })
+        .collect();
+    if !packages.is_empty() {
+        if let Err(err) = deps::ensure(&packages) {
+            eprintln!("xtask: warning: {err:#}\n  (what is missing will show n/a)");
         }
     }
     let stamp_built = build_stamp()?;
@@ -135,13 +179,22 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
         (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
         _ => None,
     };
-    let info = report::SystemInfo::collect(
+    let mut info = report::SystemInfo::collect(
         command,
         &opts.peers,
         plan.idle,
         busy,
         (plan.restart.max, plan.restart.min),
     );
+    if ours.is_some() {
+        info.ours = Some(report::OursPlan {
+            scrapes: plan.scrapes,
+            compare_max: plan.compare.max,
+            compare_rounds: plan.compare_rounds,
+            kill_window: plan.kill_window,
+            kill_rounds: plan.kill_rounds,
+        });
+    }
     println!("\n{}", report::text_table(&results, &opts.peers));
     for (peer, why) in &results.failures {
         println!("n/a for {}: {why}", peer.label());
@@ -264,8 +317,12 @@ fn bench_peer(
                 .spawn()?;
             let url = format!("http://127.0.0.1:{port}/");
             let result = (|| -> Result<f64> {
+                let options = OursOptions {
+                    health: Some(&url),
+                    ..OursOptions::default()
+                };
                 let mut s =
-                    Session::launch_with(peer, ours, stamp, &dir.join("health"), 2, Some(&url))?;
+                    Session::launch_with(peer, ours, stamp, &dir.join("health"), 2, options)?;
                 let last = s.wait_started(2, START_TIMEOUT)?;
                 settle(last);
                 let w = measure::idle_wakeups(&mut s, plan.idle)?;
@@ -314,6 +371,10 @@ fn bench_peer(
         s.stop(STOP_TIMEOUT)?;
         Ok(())
     });
+
+    if peer == Peer::Ours {
+        ours::bench(ours, stamp, dir, plan, results);
+    }
 }
 
 /// Sleeps until `SETTLE` after the monotonic instant `last_start_ns`.

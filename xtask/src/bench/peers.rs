@@ -33,6 +33,10 @@ pub struct Setup<'a> {
     pub fifo: &'a Path,
     /// Ours only: an HTTP health check (checked every second) on the first program.
     pub health: Option<&'a str>,
+    /// Ours only: the loopback port of `--metrics-addr`.
+    pub metrics_port: u16,
+    /// Ours only: `--probe auto|on|off` (none: the default, `auto`).
+    pub probe: Option<&'a str>,
 }
 
 impl Peer {
@@ -118,8 +122,14 @@ impl Peer {
                 let config = write(dir, "supervisor.toml", &toml)?;
                 let mut cmd = Command::new(setup.ours);
                 cmd.arg("run").arg("-c").arg(config);
-                cmd.args(["--metrics-addr", &format!("127.0.0.1:{}", free_port()?)]);
+                cmd.args([
+                    "--metrics-addr",
+                    &format!("127.0.0.1:{}", setup.metrics_port),
+                ]);
                 cmd.arg("--socket").arg(dir.join("supervisor.sock"));
+                if let Some(mode) = setup.probe {
+                    cmd.args(["--probe", mode]);
+                }
                 cmd
             }
             Peer::Supervisord => {

@@ -25,10 +25,30 @@ pub enum Metric {
     Start100,
     Stop2,
     Stop100,
+    // Ours only: the HTTP endpoint.
+    Scrape10P50,
+    Scrape10P99,
+    Scrape1000P50,
+    Scrape1000P99,
+    RestartQuietP50,
+    RestartQuietP99,
+    RestartWrkP50,
+    RestartWrkP99,
+    WrkRate,
+    // Ours only: the eBPF probe.
+    KillRateOff,
+    KillRateOn,
+    KillRatio,
+    KillNoise,
+    KillCostNs,
+    RestartProbeOffP50,
+    RestartProbeOnP50,
+    RestartProbeOffP99,
+    RestartProbeOnP99,
 }
 
 impl Metric {
-    const ALL: [Metric; 13] = [
+    const ALL: [Metric; 31] = [
         Metric::RestartP50,
         Metric::RestartP90,
         Metric::RestartP99,
@@ -42,7 +62,30 @@ impl Metric {
         Metric::Start100,
         Metric::Stop2,
         Metric::Stop100,
+        Metric::Scrape10P50,
+        Metric::Scrape10P99,
+        Metric::Scrape1000P50,
+        Metric::Scrape1000P99,
+        Metric::RestartQuietP50,
+        Metric::RestartQuietP99,
+        Metric::RestartWrkP50,
+        Metric::RestartWrkP99,
+        Metric::WrkRate,
+        Metric::KillRateOff,
+        Metric::KillRateOn,
+        Metric::KillRatio,
+        Metric::KillNoise,
+        Metric::KillCostNs,
+        Metric::RestartProbeOffP50,
+        Metric::RestartProbeOnP50,
+        Metric::RestartProbeOffP99,
+        Metric::RestartProbeOnP99,
     ];
+
+    /// Figures no other peer has (an HTTP endpoint, an eBPF probe): a table of their own.
+    fn ours_only(self) -> bool {
+        self >= Metric::Scrape10P50
+    }
 
     fn label(self) -> &'static str {
         match self {
@@ -59,12 +102,34 @@ impl Metric {
             Metric::Start100 => "start 100 programs (ms)",
             Metric::Stop2 => "SIGTERM → all gone, 2 programs (ms)",
             Metric::Stop100 => "SIGTERM → all gone, 100 programs (ms)",
+            Metric::Scrape10P50 => "/metrics scrape p50, 10 programs (ms)",
+            Metric::Scrape10P99 => "/metrics scrape p99, 10 programs (ms)",
+            Metric::Scrape1000P50 => "/metrics scrape p50, 1,000 programs (ms)",
+            Metric::Scrape1000P99 => "/metrics scrape p99, 1,000 programs (ms)",
+            Metric::RestartQuietP50 => "restart p50, HTTP quiet (ms)",
+            Metric::RestartQuietP99 => "restart p99, HTTP quiet (ms)",
+            Metric::RestartWrkP50 => "restart p50, wrk hammering /metrics (ms)",
+            Metric::RestartWrkP99 => "restart p99, wrk hammering /metrics (ms)",
+            Metric::WrkRate => "wrk's rate meanwhile (requests/s)",
+            Metric::KillRateOff => "kill(2)/s between unrelated processes, probe off (thousands)",
+            Metric::KillRateOn => "kill(2)/s between unrelated processes, probe on (thousands)",
+            Metric::KillRatio => "kill(2) rate, probe on ÷ off",
+            Metric::KillNoise => "kill(2) rate, probe off ÷ off (noise, empty comparison)",
+            Metric::KillCostNs => "probe's cost per unrelated signal (ns)",
+            Metric::RestartProbeOffP50 => "restart p50, probe off (ms)",
+            Metric::RestartProbeOnP50 => "restart p50, probe on (ms)",
+            Metric::RestartProbeOffP99 => "restart p99, probe off (ms)",
+            Metric::RestartProbeOnP99 => "restart p99, probe on (ms)",
         }
     }
 
     fn format(self, v: f64) -> String {
         match self {
-            Metric::RestartN => format!("{v:.0}"),
+            Metric::RestartN | Metric::WrkRate | Metric::KillRateOff | Metric::KillRateOn => {
+                format!("{v:.0}")
+            }
+            Metric::KillRatio | Metric::KillNoise => format!("{v:.3}"),
+            Metric::KillCostNs => format!("{v:.0}"),
             Metric::Idle
             | Metric::IdleHealth
             | Metric::Rss2
@@ -82,6 +147,14 @@ impl Metric {
     /// Our target for this metric, as text, and whether `ours` meets it (None: unknown).
     fn target(self, results: &Results, ours: Option<f64>) -> Option<(String, Option<bool>)> {
         let limit = |max: f64, text: String| Some((text, ours.map(|v| v <= max)));
+        // At most `factor` × our own figure `base` from the same run.
+        let relative = |base: Metric, factor: f64, what: &str| match results.get(Peer::Ours, base) {
+            Some(b) => limit(
+                factor * b,
+                format!("≤ {:.2} ({factor}× {what})", factor * b),
+            ),
+            None => Some((format!("≤ {factor}× {what}"), None)),
+        };
         match self {
             Metric::RestartP50 => match results.get(Peer::Shell, Metric::RestartP50) {
                 Some(floor) => limit(1.2 * floor, format!("≤ {:.2} (1.2× shell)", 1.2 * floor)),
@@ -95,6 +168,10 @@ impl Metric {
             Metric::Rss2 => limit(5.0, "≤ 5".into()),
             Metric::Start100 => limit(100.0, "≤ 100".into()),
             Metric::Stop2 | Metric::Stop100 => limit(20.0, "≤ 20".into()),
+            Metric::Scrape1000P50 | Metric::Scrape1000P99 => limit(5.0, "≤ 5".into()),
+            Metric::RestartWrkP50 => relative(Metric::RestartQuietP50, 2.0, "quiet"),
+            Metric::RestartWrkP99 => relative(Metric::RestartQuietP99, 2.0, "quiet"),
+            Metric::KillRatio => Some(("≥ 0.95".into(), ours.map(|v| v >= 0.95))),
             _ => None,
         }
     }
@@ -120,9 +197,14 @@ impl Results {
         self.failures.push((peer, why));
     }
 
-    /// Rows of cells: metric, ours, target, then the other peers.
-    fn rows(&self, peers: &[Peer]) -> (Vec<String>, Vec<Vec<String>>) {
-        let others: Vec<Peer> = peers.iter().copied().filter(|&p| p != Peer::Ours).collect();
+    /// Rows of cells: metric, ours, target, then the other peers; the metrics only ours has
+    /// (`ours_only`: metric, ours, target) or the others.
+    fn rows(&self, peers: &[Peer], ours_only: bool) -> (Vec<String>, Vec<Vec<String>>) {
+        let others: Vec<Peer> = if ours_only {
+            Vec::new()
+        } else {
+            peers.iter().copied().filter(|&p| p != Peer::Ours).collect()
+        };
         let with_ours = peers.contains(&Peer::Ours);
         let mut header = vec!["metric".to_string()];
         if with_ours {
@@ -136,6 +218,7 @@ impl Results {
         };
         let rows = Metric::ALL
             .iter()
+            .filter(|m| m.ours_only() == ours_only)
             .map(|&metric| {
                 let mut row = vec![metric.label().to_string()];
                 if with_ours {
@@ -156,9 +239,17 @@ impl Results {
     }
 }
 
-/// A plain table for the terminal.
+/// Plain tables for the terminal: all peers, then (with ours) the figures only ours has.
 pub fn text_table(results: &Results, peers: &[Peer]) -> String {
-    let (header, rows) = results.rows(peers);
+    let mut out = one_text_table(results.rows(peers, false));
+    if peers.contains(&Peer::Ours) {
+        out.push_str("\n\n");
+        out.push_str(&one_text_table(results.rows(peers, true)));
+    }
+    out
+}
+
+fn one_text_table((header, rows): (Vec<String>, Vec<Vec<String>>)) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (w, c) in widths.iter_mut().zip(row) {
@@ -201,6 +292,18 @@ pub struct SystemInfo {
     busy: Option<f64>,
     /// Most and fewest kills per peer for the restart figure.
     kills: (usize, usize),
+    /// How the figures only ours has were sampled (set when ours ran).
+    pub ours: Option<OursPlan>,
+}
+
+/// The sample sizes of the figures only ours has, for the method section.
+pub struct OursPlan {
+    pub scrapes: usize,
+    /// Most restarts per arm and round, and rounds, of the two restart comparisons.
+    pub compare_max: usize,
+    pub compare_rounds: usize,
+    pub kill_window: Duration,
+    pub kill_rounds: usize,
 }
 
 impl SystemInfo {
@@ -238,6 +341,7 @@ impl SystemInfo {
             idle_window,
             busy,
             kills,
+            ours: None,
         }
     }
 
@@ -265,15 +369,39 @@ fn our_version() -> Option<String> {
     ))
 }
 
+/// "1 round", "2 rounds".
+fn rounds(n: usize) -> String {
+    format!("{n} round{}", if n == 1 { "" } else { "s" })
+}
+
+/// "1,000".
+fn thousands(n: usize) -> String {
+    if n >= 1000 {
+        format!("{},{:03}", n / 1000, n % 1000)
+    } else {
+        n.to_string()
+    }
+}
+
 /// "2.5 s".
 fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
+fn md_table(md: &mut String, (header, rows): (Vec<String>, Vec<Vec<String>>)) {
+    let _ = writeln!(md, "| {} |", header.join(" | "));
+    let align: Vec<&str> = (0..header.len())
+        .map(|i| if i == 0 { "---" } else { "---:" })
+        .collect();
+    let _ = writeln!(md, "| {} |", align.join(" | "));
+    for row in rows {
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+}
+
 /// BENCHMARKS.md.
 pub fn markdown(results: &Results, peers: &[Peer], info: &SystemInfo) -> String {
     let mut md = String::new();
-    let (header, rows) = results.rows(peers);
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
@@ -297,13 +425,13 @@ pub fn markdown(results: &Results, peers: &[Peer], info: &SystemInfo) -> String 
     if let Some(warning) = info.load_warning() {
         let _ = writeln!(md, "**Warning**: {warning}.\n");
     }
-    let _ = writeln!(md, "| {} |", header.join(" | "));
-    let align: Vec<&str> = (0..header.len())
-        .map(|i| if i == 0 { "---" } else { "---:" })
-        .collect();
-    let _ = writeln!(md, "| {} |", align.join(" | "));
-    for row in &rows {
-        let _ = writeln!(md, "| {} |", row.join(" | "));
+    md_table(&mut md, results.rows(peers, false));
+    if peers.contains(&Peer::Ours) {
+        let _ = writeln!(
+            md,
+            "\n### Ours only: the HTTP endpoint and the eBPF probe\n"
+        );
+        md_table(&mut md, results.rows(peers, true));
     }
     if !results.failures.is_empty() {
         let _ = writeln!(md, "\nMissing figures (`n/a`):\n");
@@ -350,6 +478,8 @@ forks and execs it. Programs are configured to restart on any exit (`autorestart
 
 Targets (beside our figures): restart p50 ≤ 1.2× the shell loop and p99 ≤ 10 ms; 0 wakeups/s
 when idle; RSS ≤ 5 MiB with 2 programs; 100 programs started ≤ 100 ms; stop ≤ 20 ms.
+Ours runs with its defaults unless said otherwise, so its eBPF probe is loaded (`--probe auto`,
+and the harness runs as root).
 ",
         idle = secs(info.idle_window),
         min_age = secs(MIN_AGE),
@@ -357,5 +487,51 @@ when idle; RSS ≤ 5 MiB with 2 programs; 100 programs started ≤ 100 ms; stop 
         min_kills = info.kills.1,
         settle = secs(SETTLE),
     );
+    if let Some(plan) = &info.ours {
+        let _ = write!(
+            md,
+            "
+### Ours only
+
+- **`/metrics` scrape**: {small} and {large} programs (`stamp`, configured as above), every one
+  started and {settle} more; then 2 unmeasured scrapes (each checked to list every program in
+  `supervisor_program_up`) and {scrapes} measured ones, 5 ms apart: a new loopback TCP connection,
+  `GET /metrics HTTP/1.1` with `Connection: close`, read to the end; from before `connect` to
+  the last byte.
+- **Restart under HTTP load**: one session of {RESTART_POOL} programs, restarts measured as
+  above (up to {compare_max} kills per arm and round, {compare_rounds}), alternating HTTP quiet and
+  `wrk -t1 -c8 --latency http://127.0.0.1:PORT/metrics` running (started 0.3 s before the first
+  kill, stopped with SIGINT after the last). On 2 cores wrk and the supervisor's HTTP side take
+  a core each, so the restarts compete for the CPU as well.
+- **kill(2) rate**: the harness sends SIGUSR1 with kill(2) in a tight loop to a `sleep` that
+  ignores it (nothing is queued, the receiver never wakes: the cheapest signal, so the probe's
+  share is the largest) and that no supervisor watches, for {kill_window} per window; the rate is
+  calls per second of the sender thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), which is the
+  wall-clock rate when it has a core to itself and stays comparable when other load takes
+  turns. Every window has a fresh supervisor with {kill_programs} programs running, `--probe off`,
+  `--probe on`, `--probe off` again, {kill_rounds}; the medians are compared. Probe off ÷ off
+  (second off window of each round ÷ the first) is the empty comparison: the noise of the
+  ratio; the cost per signal is 1/rate with the probe − 1/rate without. The probe's
+  `signal_generate` program runs for every signal on the machine and discards, in the kernel,
+  those whose target the supervisor does not watch (a few loads and a map lookup); most of what
+  remains is the cost of the `tp_btf` dispatch itself.
+- **Restart with the probe**: like the restart figure, with `--probe off` and `--probe on`,
+  a fresh session of {RESTART_POOL} programs each, alternating, up to {compare_max} kills per arm and round,
+  {compare_rounds}.
+
+Targets: scrape ≤ 5 ms with 1,000 programs; restart under HTTP load within 2× of HTTP quiet
+(same run); kill(2) rate with the probe ≥ 0.95 of without.
+",
+            small = super::ours::SCRAPE_SMALL,
+            large = thousands(super::ours::SCRAPE_LARGE),
+            settle = secs(SETTLE),
+            scrapes = plan.scrapes,
+            compare_max = plan.compare_max,
+            compare_rounds = rounds(plan.compare_rounds),
+            kill_window = secs(plan.kill_window),
+            kill_rounds = rounds(plan.kill_rounds),
+            kill_programs = super::ours::KILL_PROGRAMS,
+        );
+    }
     md
 }

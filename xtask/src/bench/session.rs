@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::fs::{File, FileTimes};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::peers::{Peer, Setup};
+use super::peers::{self, Peer, Setup};
 use super::stamps::{Record, StampFeed};
 use crate::procs::{self, PidFd};
 use crate::util::monotonic_ns;
@@ -33,30 +33,48 @@ pub struct Session {
     pub current: BTreeMap<String, Record>,
     /// The first start of every program.
     pub first_start: BTreeMap<String, u64>,
+    /// Ours only: the loopback port serving /metrics.
+    pub metrics_port: Option<u16>,
+}
+
+/// Options only our supervisor has.
+#[derive(Default, Clone, Copy)]
+pub struct OursOptions<'a> {
+    /// An HTTP health check (every second) on the first program.
+    pub health: Option<&'a str>,
+    /// `--probe auto|on|off`; none: the default (`auto`, which loads it when we are root).
+    pub probe: Option<&'a str>,
 }
 
 impl Session {
     /// Starts `peer` with `n` programs in a fresh directory `dir`.
     pub fn launch(peer: Peer, ours: &Path, stamp: &Path, dir: &Path, n: usize) -> Result<Session> {
-        Session::launch_with(peer, ours, stamp, dir, n, None)
+        Session::launch_with(peer, ours, stamp, dir, n, OursOptions::default())
     }
 
-    /// Like [`Session::launch`], with an HTTP health check on the first program (ours only).
+    /// Like [`Session::launch`], with options only ours has (ignored for the other peers).
     pub fn launch_with(
         peer: Peer,
         ours: &Path,
         stamp: &Path,
         dir: &Path,
         n: usize,
-        health: Option<&str>,
+        options: OursOptions,
     ) -> Result<Session> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let feed = StampFeed::create(&dir.join("stamps.fifo"))?;
+        let metrics_port = if peer == Peer::Ours {
+            Some(peers::free_port()?)
+        } else {
+            None
+        };
         let setup = Setup {
             stamp,
             ours,
             fifo: feed.path(),
-            health,
+            health: options.health,
+            metrics_port: metrics_port.unwrap_or(0),
+            probe: options.probe,
         };
         let mut cmd = peer.prepare(&setup, dir, n)?;
         let log = File::create(dir.join("output.log"))?;
@@ -67,17 +85,7 @@ impl Session {
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0);
-        // SAFETY: the closure only calls sigemptyset and sigprocmask, both async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Undo the harness's blocked termination signals (see `procs::on_termination`):
-                // a blocked mask survives exec, and a supervisor deaf to SIGTERM measures nothing.
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-                Ok(())
-            });
-        }
+        unblock_signals(&mut cmd);
         let launched_ns = monotonic_ns();
         let mut child = cmd
             .spawn()
@@ -100,6 +108,7 @@ impl Session {
             launched_ns,
             current: BTreeMap::new(),
             first_start: BTreeMap::new(),
+            metrics_port,
         })
     }
 
@@ -219,6 +228,21 @@ impl Drop for Session {
                 self.peer.key()
             );
         }
+    }
+}
+
+/// Undoes, in the spawned child, the harness's blocked termination signals (see
+/// `procs::on_termination`): a blocked mask survives exec, and a supervisor deaf to SIGTERM (or
+/// a `wrk` deaf to SIGINT) cannot be stopped the ordinary way.
+pub fn unblock_signals(cmd: &mut Command) {
+    // SAFETY: the closure only calls sigemptyset and sigprocmask, both async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            Ok(())
+        });
     }
 }
 
