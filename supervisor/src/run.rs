@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::cli::{Restart, RunArgs};
 use crate::config::{self, AutoRestart, Config, Location, LogFormat, ProgramSpec, Settings};
 use crate::control;
-use crate::engine::{signals, Engine, Setup};
+use crate::engine::{signals, Engine, ProbeSetup, Setup};
 use crate::event::{Event, EventBus, EventSink, History, Kind, Level};
 use crate::http;
 use crate::metrics::Metrics;
@@ -166,8 +166,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 "not running as PID 1: registering as a child subreaper so orphans of programs are reaped here".to_string(),
             ));
         }
-        let probe = match crate::probe::Probe::load(probe_mode) {
-            Ok((probe, status)) => {
+        // Loading the probe takes tens of milliseconds (kernel BTF parsing): with `auto` it
+        // happens on a blocking thread while the programs start, and the engine watches them
+        // once it arrives; `on` must know before anything starts.
+        let load = {
+            let bus = bus.clone();
+            let metrics = metrics.clone();
+            move || -> Result<Option<crate::probe::Probe>, crate::probe::ProbeError> {
+                let (probe, status) = crate::probe::Probe::load(probe_mode)?;
+                // The BTF parsed while loading is freed: hand the memory back to the system.
+                release_freed_memory();
                 let line = match (&status, &probe) {
                     (crate::probe::ProbeStatus::Loaded, Some(p)) => format!(
                         "eBPF probe loaded in {} ms: signal senders, exits and OOM kills of programs are recorded (`supervisor why NAME`)",
@@ -178,9 +186,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 };
                 metrics.set_probe_loaded(probe.is_some());
                 bus.emit(Event::new(Level::Info, Kind::Notice, line));
-                probe
+                if let Some(p) = &probe {
+                    for note in p.notes() {
+                        bus.emit(Event::new(Level::Warn, Kind::Notice, note.clone()));
+                    }
+                }
+                Ok(probe)
             }
-            Err(e) => anyhow::bail!("{e} (--probe on was asked; use --probe auto to run without it)"),
+        };
+        let probe = if probe_mode == crate::config::ProbeMode::On {
+            match tokio::task::spawn_blocking(load).await {
+                Ok(Ok(probe)) => ProbeSetup::Ready(probe.map(Box::new)),
+                Ok(Err(e)) => anyhow::bail!("{e} (--probe on was asked; use --probe auto to run without it)"),
+                Err(e) => anyhow::bail!("loading the eBPF probe failed: {e}"),
+            }
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::task::spawn_blocking(move || {
+                // With `auto` a failure is already an `Off` status; `Err` cannot happen.
+                let _ = tx.send(load().ok().flatten());
+            });
+            ProbeSetup::Later(rx)
         };
         let one_command = config_path.is_none();
         let setup = Setup { config: cfg, config_path, shutdown_timeout, one_command, probe };
@@ -238,5 +264,14 @@ async fn log_events(
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Returns freed heap memory to the system (glibc keeps it otherwise).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -114,6 +114,12 @@ impl Sup {
         let out = fs::File::create(&log_path).expect("create log file");
         let err = fs::File::create(&err_path).expect("create err file");
         let mut cmd = Command::new(program);
+        // Tests run in parallel: each supervisor gets its own control socket unless the test
+        // names one (`--socket` wins over the environment).
+        cmd.env(
+            "SUPERVISOR_SOCKET",
+            dir.join(format!("control-{}.sock", unique())),
+        );
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(out)

@@ -184,6 +184,7 @@ fn without_capabilities_the_probe_is_optional() {
     let auto: Vec<&str> = auto.iter().map(String::as_str).collect();
     let mut sup = Sup::start_command(Mode::Child, dir.path(), "setpriv", &auto);
     sup.wait_event("web running", T, |e| is(e, "running", "web"));
+    sup.wait_event("the probe's one line", T, |e| msg(e).contains("eBPF"));
     let notes: Vec<_> = sup
         .events()
         .into_iter()

@@ -47,8 +47,17 @@ pub struct Setup {
     /// One-command mode (`supervisor run -- CMD`): exit with the command's own status, and
     /// forward signals that are not about stopping to it (like tini).
     pub one_command: bool,
-    /// The eBPF probe, when loaded.
-    pub probe: Option<crate::probe::Probe>,
+    /// The eBPF probe: loaded already, or arriving once loaded.
+    pub probe: ProbeSetup,
+}
+
+/// The eBPF probe as the engine gets it.
+pub enum ProbeSetup {
+    /// Loaded (or known to be off) before the programs start.
+    Ready(Option<Box<crate::probe::Probe>>),
+    /// Loading meanwhile; the programs already running are watched once it arrives (a signal
+    /// sent to them before that is not seen).
+    Later(tokio::sync::oneshot::Receiver<Option<crate::probe::Probe>>),
 }
 
 /// A program and the kernel objects of its current process.
@@ -119,6 +128,8 @@ pub struct Engine {
     aux: Vec<Aux>,
     /// What the eBPF probe says about deaths.
     forensics: forensics::Forensics,
+    /// The probe, while it is still loading.
+    probe_later: Option<tokio::sync::oneshot::Receiver<Option<crate::probe::Probe>>>,
 }
 
 impl Engine {
@@ -132,6 +143,7 @@ impl Engine {
         let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
         let (exits_tx, exits_rx) = mpsc::unbounded_channel();
         let (checks_tx, checks_rx) = mpsc::unbounded_channel();
+        let mut probe_setup = setup.probe;
         let slots = setup
             .config
             .programs
@@ -157,7 +169,14 @@ impl Engine {
             checks_tx,
             checks_rx,
             aux: Vec::new(),
-            forensics: forensics::Forensics::new(setup.probe),
+            forensics: forensics::Forensics::new(match &mut probe_setup {
+                ProbeSetup::Ready(p) => p.take().map(|p| *p),
+                ProbeSetup::Later(_) => None,
+            }),
+            probe_later: match probe_setup {
+                ProbeSetup::Later(rx) => Some(rx),
+                ProbeSetup::Ready(_) => None,
+            },
         };
         (
             engine,
@@ -200,6 +219,7 @@ impl Engine {
                 Some(req) = self.requests.recv() => self.on_request(req),
                 Some(msg) = self.checks_rx.recv() => self.on_check(msg),
                 rec = forensics::Forensics::next(self.forensics.reader()) => self.on_probe_record(rec),
+                probe = probe_arrives(&mut self.probe_later) => self.attach_probe(probe),
                 _ = sleep_until(deadline) => self.on_timer(),
             }
         }
@@ -275,6 +295,26 @@ impl Engine {
                     format!("waitid on pid {:?} failed: {e}", self.slots[i].prog.pid),
                 );
                 false
+            }
+        }
+    }
+
+    /// The probe finished loading: watch every live program from now on.
+    fn attach_probe(&mut self, probe: Option<crate::probe::Probe>) {
+        self.probe_later = None;
+        let Some(probe) = probe else { return };
+        self.forensics = forensics::Forensics::new(Some(probe));
+        for s in &self.slots {
+            if let Some(pid) = s.prog.pid {
+                if let Err(e) = self.forensics.watch(pid) {
+                    self.notice(
+                        Level::Warn,
+                        format!(
+                            "{e}; the death of {} (pid {pid}) will not be explained",
+                            s.prog.spec.name
+                        ),
+                    );
+                }
             }
         }
     }
@@ -1223,6 +1263,16 @@ pub(crate) fn watch_readable<T: std::os::fd::AsRawFd + AsFd>(fd: T) -> std::io::
     // refers to the same file description for the AsyncFd's whole life.
     unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
+}
+
+/// The probe once it is loaded (never resolves when there is nothing to wait for).
+async fn probe_arrives(
+    rx: &mut Option<tokio::sync::oneshot::Receiver<Option<crate::probe::Probe>>>,
+) -> Option<crate::probe::Probe> {
+    match rx {
+        Some(rx) => rx.await.ok().flatten(),
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

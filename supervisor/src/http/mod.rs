@@ -193,6 +193,8 @@ async fn serve_connection(stream: TcpStream, app: Arc<App>, _permit: OwnedSemaph
         .header_read_timeout(limits.header_timeout)
         .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(16 * 1024))
+        // A client may shut down its write side once the request is sent: still answer it.
+        .half_close(true)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
