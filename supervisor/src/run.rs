@@ -129,6 +129,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let metrics = Arc::new(Metrics::new());
 
+    // One malloc arena: the supervisor is one runtime thread plus a few writer threads, and a
+    // per-thread arena would keep what the probe's loading thread freed (megabytes of BTF).
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes glibc's allocator settings; called before other threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     // Before any thread exists, so that every thread inherits the mask.
     signals::block().context("blocking signals for the signalfd")?;
     let rt = tokio::runtime::Builder::new_current_thread()
