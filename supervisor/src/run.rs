@@ -209,9 +209,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             }
         } else {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::task::spawn_blocking(move || {
+            tokio::spawn(async move {
+                // After the engine's first turn (the autostart programs are spawned by then),
+                // so that loading does not compete with starting them.
+                tokio::task::yield_now().await;
+                let loaded = tokio::task::spawn_blocking(load).await;
                 // With `auto` a failure is already an `Off` status; `Err` cannot happen.
-                let _ = tx.send(load().ok().flatten());
+                let _ = tx.send(loaded.ok().and_then(Result::ok).flatten());
             });
             ProbeSetup::Later(rx)
         };
