@@ -25,46 +25,13 @@ pub fn resolve<'a>(
     programs: &'a [ProgramStatus],
     names: &[String],
 ) -> Result<Vec<&'a ProgramStatus>, String> {
-    let mut hit = vec![false; programs.len()];
-    let mut unknown = Vec::new();
-    for name in names {
-        let mut any = false;
-        for (i, p) in programs.iter().enumerate() {
-            let group = p.group.as_deref();
-            let m = name == "all"
-                || *name == p.name
-                || name
-                    .strip_suffix(":*")
-                    .is_some_and(|g| Some(g) == group || g == p.name)
-                || name
-                    .split_once(':')
-                    .is_some_and(|(g, n)| Some(g) == group && n == p.name);
-            if m {
-                hit[i] = true;
-                any = true;
-            }
-        }
-        if !any {
-            unknown.push(name.as_str());
-        }
-    }
-    if !unknown.is_empty() {
-        let known: Vec<&str> = programs.iter().map(|p| p.name.as_str()).collect();
-        return Err(format!(
-            "no such program: {} (known: {}; also GROUP:* and all)",
-            unknown.join(", "),
-            if known.is_empty() {
-                "none".to_string()
-            } else {
-                known.join(", ")
-            }
-        ));
-    }
-    Ok(programs
+    let pairs: Vec<(&str, Option<&str>)> = programs
         .iter()
-        .zip(hit)
-        .filter(|(_, h)| *h)
-        .map(|(p, _)| p)
+        .map(|p| (p.name.as_str(), p.group.as_deref()))
+        .collect();
+    Ok(crate::engine::handle::select(&pairs, names)?
+        .into_iter()
+        .map(|i| &programs[i])
         .collect())
 }
 

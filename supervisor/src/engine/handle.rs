@@ -72,6 +72,50 @@ fn ser_opt_ts<S: serde::Serializer>(ts: &Option<SystemTime>, s: S) -> Result<S::
     }
 }
 
+/// Selects programs by the names a request gives: a program name, `GROUP:*`, `GROUP:NAME` or
+/// `all`. `programs` are (name, group) in priority order; the result is the indices of the
+/// selected ones, in that order, or an error naming the unknown names and listing the known.
+pub fn select(programs: &[(&str, Option<&str>)], names: &[String]) -> Result<Vec<usize>, String> {
+    if names.is_empty() {
+        return Err("name at least one program, GROUP:*, or all".to_string());
+    }
+    let mut hit = vec![false; programs.len()];
+    let mut unknown = Vec::new();
+    for name in names {
+        let mut any = false;
+        for (i, &(program, group)) in programs.iter().enumerate() {
+            let m = name == "all"
+                || name == program
+                || name
+                    .strip_suffix(":*")
+                    .is_some_and(|g| Some(g) == group || g == program)
+                || name
+                    .split_once(':')
+                    .is_some_and(|(g, n)| Some(g) == group && n == program);
+            if m {
+                hit[i] = true;
+                any = true;
+            }
+        }
+        if !any {
+            unknown.push(name.as_str());
+        }
+    }
+    if !unknown.is_empty() {
+        let known: Vec<&str> = programs.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "no such program: {} (known: {}; also GROUP:* and all)",
+            unknown.join(", "),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    Ok((0..programs.len()).filter(|&i| hit[i]).collect())
+}
+
 /// What a control request does to the programs it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

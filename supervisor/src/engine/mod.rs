@@ -710,53 +710,12 @@ impl Engine {
     /// Resolves program names (`name`, `GROUP:*`, `GROUP:NAME`, `all`) to slot indices in
     /// priority order; an unknown name is an error listing the known ones.
     fn resolve(&self, names: &[String]) -> Result<Vec<usize>, String> {
-        let mut found = Vec::new();
-        let mut unknown = Vec::new();
-        for name in names {
-            let before = found.len();
-            for (i, s) in self.slots.iter().enumerate() {
-                let spec = &s.prog.spec;
-                let group = spec.group.as_deref();
-                let hit = name == "all"
-                    || *name == spec.name
-                    || name
-                        .strip_suffix(":*")
-                        .is_some_and(|g| Some(g) == group || g == spec.name)
-                    || name
-                        .split_once(':')
-                        .is_some_and(|(g, n)| Some(g) == group && n == spec.name);
-                if hit && !found.contains(&i) {
-                    found.push(i);
-                }
-            }
-            if found.len() == before
-                && !names.is_empty()
-                && !self.slots.iter().any(|s| *name == s.prog.spec.name)
-            {
-                unknown.push(name.clone());
-            }
-        }
-        if !unknown.is_empty() {
-            let known: Vec<&str> = self
-                .slots
-                .iter()
-                .map(|s| s.prog.spec.name.as_str())
-                .collect();
-            return Err(format!(
-                "no such program: {} (known: {}; also GROUP:* and all)",
-                unknown.join(", "),
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ));
-        }
-        if names.is_empty() {
-            return Err("name at least one program, GROUP:*, or all".to_string());
-        }
-        found.sort_unstable();
-        Ok(found)
+        let programs: Vec<(&str, Option<&str>)> = self
+            .slots
+            .iter()
+            .map(|s| (s.prog.spec.name.as_str(), s.prog.spec.group.as_deref()))
+            .collect();
+        handle::select(&programs, names)
     }
 
     fn control(&mut self, action: handle::Control, found: &[usize]) {
