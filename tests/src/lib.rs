@@ -577,3 +577,26 @@ pub fn wait_socket(sock: &Path, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A Python tool from the test venv (`supervisord`, `supervisorctl`, `httpok`, `memmon`,
+/// `kubernetes-validate`, `python`): `$SUPERVISOR_VENV/bin/NAME`, else the venv that
+/// `cargo xtask venv` makes under target/. Panics with the way to get it when it is missing:
+/// these tests never skip.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("SUPERVISOR_VENV") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .join("target/xtask/venv"),
+    };
+    let tool = dir.join("bin").join(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: run `cargo xtask venv` (it installs supervisor, superlance and \
+         kubernetes-validate from PyPI into {}), or run the tests with `cargo xtask test`",
+        tool.display(),
+        dir.display()
+    );
+    tool
+}

@@ -5,6 +5,8 @@
 //! - `demo`: builds and runs `examples/demo.toml` in the foreground ([`demo`]).
 //! - `docker`: starts a private Docker engine and builds the example images without a registry
 //!   ([`docker`]); `docker down` stops the engine.
+//! - `venv`: the Python tools the tests drive (supervisord, superlance, kubernetes-validate)
+//!   in a virtualenv under target/ ([`venv`]).
 //! - `bench`: measures our supervisor side by side with supervisord, s6, runit and a bare shell
 //!   loop, in one run, and writes `BENCHMARKS.md` ([`bench`]).
 //!
@@ -17,6 +19,7 @@ mod docker;
 mod procs;
 mod test;
 mod util;
+mod venv;
 
 use std::process::ExitCode;
 
@@ -27,6 +30,7 @@ commands:
   test   [--timeout-mins N]     install system packages, build, fmt + clippy + all tests
   demo   [-- SUPERVISOR ARGS]   run examples/demo.toml in the foreground (Ctrl-C stops it)
   docker [up|down]              private dockerd + images supervisor-lamp, supervisor-minimal
+  venv                          python venv with supervisord, superlance, kubernetes-validate
   bench  [--quick] [--only PEER,...] [--out FILE | --no-write]
                                 ours vs supervisord, s6, runit, shell loop; writes BENCHMARKS.md
 ";
@@ -50,6 +54,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("demo") => demo::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("docker") => docker::run(&rest),
+        Some("venv") => venv::run_command(&rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

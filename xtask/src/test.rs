@@ -1,7 +1,8 @@
 //! `cargo xtask test`: everything CI checks, in the order a failure is cheapest to report.
 //!
 //! 1. System packages the e2e tests drive (supervisord, s6, runit, Prometheus, ...): installed if
-//!    missing ([`crate::deps`]).
+//!    missing ([`crate::deps`]); the Python tools (supervisord as oracle, supervisorctl,
+//!    superlance, kubernetes-validate) in a venv ([`crate::venv`]).
 //! 2. `cargo build --release -p supervisor`: the e2e tests run `target/release/supervisor`, found
 //!    through `SUPERVISOR_BIN`.
 //! 3. `cargo fmt --check`, `cargo clippy -D warnings`, then a private Docker engine with the
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{deps, docker, procs, util};
+use crate::{deps, docker, procs, util, venv};
 
 /// Default global budget for the whole run.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
@@ -54,6 +55,7 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let deadline = Instant::now() + timeout;
 
     deps::ensure(deps::TEST_PACKAGES)?;
+    let venv = venv::ensure()?;
 
     let bin = util::supervisor_bin();
     let mut results: Vec<(&str, Outcome, Duration)> = Vec::new();
@@ -94,7 +96,8 @@ pub fn run(args: &[String]) -> Result<ExitCode> {
     let tests = built.then(|| {
         // --no-fail-fast: a failing test binary does not hide the results of the next ones.
         let mut cmd = cargo(&["test", "--workspace", "--release", "--no-fail-fast"]);
-        cmd.env("SUPERVISOR_BIN", &bin);
+        cmd.env("SUPERVISOR_BIN", &bin)
+            .env("SUPERVISOR_VENV", &venv);
         if docker_up {
             cmd.env("DOCKER_HOST", docker::DOCKER_HOST)
                 .env("SUPERVISOR_DOCKER_IMAGES", "1");
