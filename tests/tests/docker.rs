@@ -249,15 +249,6 @@ fn assert_port_free(port: u16) {
     );
 }
 
-/// Does the supervisor in the container have the `status` command yet (issue 5)?
-fn has_status(s: &mut Session) -> bool {
-    let out = Command::new("docker")
-        .args(["exec", s.container, "supervisor", "status", "--help"])
-        .output()
-        .expect("docker exec");
-    out.status.success()
-}
-
 const WAIT: Duration = Duration::from_secs(60);
 
 #[test]
@@ -393,20 +384,13 @@ fn lamp_under_supervisor() {
         "a reload restarted a program"
     );
 
-    // The control CLI and the HEALTHCHECK (issue 5: only once `supervisor status` exists).
-    let status_cli = has_status(&mut s);
-    if status_cli {
-        s.ok("docker exec lamp-test supervisor status");
-        s.until(
-            "docker inspect --format '{{.State.Health.Status}}' lamp-test",
-            WAIT,
-            |o| o.trim() == "healthy",
-        );
-    } else {
-        eprintln!(
-            "note: `supervisor status` does not exist yet: status and HEALTHCHECK checks skipped"
-        );
-    }
+    // The control CLI, and the image's HEALTHCHECK (`supervisor status`) turning healthy.
+    s.ok("docker exec lamp-test supervisor status");
+    s.until(
+        "docker inspect --format '{{.State.Health.Status}}' lamp-test",
+        WAIT,
+        |o| o.trim() == "healthy",
+    );
 
     // docker stop: well inside Docker's 10 s, exit 0, nothing SIGKILLed, MariaDB shut down.
     let started = Instant::now();
@@ -451,26 +435,24 @@ fn lamp_under_supervisor() {
         );
     }
 
-    // A program gone FATAL makes the container unhealthy (issue 5, as above).
-    if status_cli {
-        s.ok("docker exec lamp-test chmod -x /usr/local/bin/apache2-foreground");
-        s.ok("docker exec lamp-test sh -c 'kill $(pgrep -o apache2)'");
-        s.wait_events("apache2 FATAL", WAIT, |ev| {
-            ev.iter()
-                .any(|e| kind(e) == "fatal" && program(e) == "apache2")
-        });
-        let out = s.sh("docker exec lamp-test supervisor status");
-        assert_ne!(
-            out.code, 0,
-            "status exits 0 with apache2 FATAL:\n{}",
-            out.stdout
-        );
-        s.until(
-            "docker inspect --format '{{.State.Health.Status}}' lamp-test",
-            WAIT,
-            |o| o.trim() == "unhealthy",
-        );
-    }
+    // A program gone FATAL makes the container unhealthy.
+    s.ok("docker exec lamp-test chmod -x /usr/local/bin/apache2-foreground");
+    s.ok("docker exec lamp-test sh -c 'kill $(pgrep -o apache2)'");
+    s.wait_events("apache2 FATAL", WAIT, |ev| {
+        ev.iter()
+            .any(|e| kind(e) == "fatal" && program(e) == "apache2")
+    });
+    let out = s.sh("docker exec lamp-test supervisor status");
+    assert_ne!(
+        out.code, 0,
+        "status exits 0 with apache2 FATAL:\n{}",
+        out.stdout
+    );
+    s.until(
+        "docker inspect --format '{{.State.Health.Status}}' lamp-test",
+        WAIT,
+        |o| o.trim() == "unhealthy",
+    );
 
     let started = Instant::now();
     s.ok("docker stop lamp-test");
