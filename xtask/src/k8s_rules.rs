@@ -110,7 +110,10 @@ mod tests {
     fn rejects_what_is_not_only_groups() {
         for (text, want) in [
             ("rules:\n  - x\n", "a.yml:1: expected comments"),
-            ("groups:\n  - name: a\nother: 1\n", "a.yml:3: a second top-level"),
+            (
+                "groups:\n  - name: a\nother: 1\n",
+                "a.yml:3: a second top-level",
+            ),
             ("groups:\n\t- name: a\n", "a.yml:2: a tab"),
             ("# only a comment\n", "no `groups:`"),
             ("groups:\n", "is empty"),
