@@ -1383,7 +1383,34 @@ fn dashboard_and_rules_use_only_what_the_real_binary_exports() {
         "the dashboards drifted from the metrics:\n{}",
         problems.join("\n")
     );
+
+    // Federation-ready: every label the supervisor puts on its series is one of a few names
+    // with bounded values (no pid, no free text), so series stay bounded across a fleet.
+    for (metric, labels) in &exp.metrics {
+        if !metric.starts_with("supervisor_") {
+            continue;
+        }
+        for (label, values) in labels {
+            assert!(
+                BOUNDED_LABELS.contains(&label.as_str()),
+                "{metric} has a label `{label}` outside {BOUNDED_LABELS:?}: {values:?}"
+            );
+            for v in values {
+                assert!(
+                    !v.is_empty() && !v.chars().all(|c| c.is_ascii_digit()) && !v.contains(' '),
+                    "{metric}{{{label}=\"{v}\"}}: a number or free text as a label value"
+                );
+            }
+        }
+    }
 }
+
+/// The labels of the `supervisor_*` series: program and group names (from the config), the
+/// fixed sets state, cause and result, the signal name, the sender (a command name, at most 16
+/// per program, the rest `other`) and the version.
+const BOUNDED_LABELS: [&str; 8] = [
+    "program", "group", "state", "cause", "result", "signal", "sender", "version",
+];
 
 fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("/usr/bin/promtool")
