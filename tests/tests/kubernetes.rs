@@ -8,8 +8,9 @@
 //!   `promtool check rules` / `promtool test rules` pass on what it carries;
 //! - the supervisord config in the ConfigMap passes `supervisor check`, and the pieces agree
 //!   with each other (ports, probe paths, grace period above the shutdown budget, selectors);
-//! - the prometheus.io/* relabelling, run by a real Prometheus on discovered-pod labels, keeps
-//!   the one annotated metrics port and scrapes a real supervisor there.
+//! - the prometheus.io/* relabelling, run by a real Prometheus on discovered-pod labels, makes
+//!   one target per annotated pod (however many ports it declares), drops pods without the
+//!   annotation, and scrapes a real supervisor at the annotated port and path.
 //!
 //! A missing tool fails the test and says how to get it (`cargo xtask venv`, or
 //! `cargo xtask test`, which installs everything). Loopback only; every process started here is
