@@ -331,6 +331,8 @@ fn the_configmap_config_is_accepted_and_the_pieces_agree() {
     for program in ["mysqld", "apache2"] {
         assert!(out.contains(program), "{program} missing from:\n{out}");
     }
+    // Written for this supervisor: nothing in it is ignored.
+    assert!(!out.contains("notice"), "{out}");
 
     let cm = object("ConfigMap", "lamp-supervisor");
     let main = cm["data"]["supervisord.conf"].as_str().unwrap();
