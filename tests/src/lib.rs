@@ -600,3 +600,86 @@ pub fn venv_tool(name: &str) -> PathBuf {
     );
     tool
 }
+
+/// The Python side of [`yaml_docs`] and [`schema_errors`]: PyYAML and `jsonschema`, which the
+/// test venv has (kubernetes-validate depends on both).
+const PY_SCHEMA_TOOL: &str = r#"
+import json, sys
+import yaml, jsonschema
+
+def close(s):
+    # What `kubectl apply --validate=strict` does with a CRD's structural schema: an object
+    # with listed properties takes no others, unless it says it keeps unknown fields.
+    if isinstance(s, dict):
+        if ("properties" in s and "additionalProperties" not in s
+                and not s.get("x-kubernetes-preserve-unknown-fields")):
+            s["additionalProperties"] = False
+        for v in s.values():
+            close(v)
+    elif isinstance(s, list):
+        for v in s:
+            close(v)
+
+mode = sys.argv[1]
+if mode == "yaml":
+    docs = [d for d in yaml.safe_load_all(sys.stdin.read()) if d is not None]
+    json.dump(docs, sys.stdout)
+else:
+    schema = json.load(open(sys.argv[2]))
+    if mode == "strict":
+        close(schema)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    errors = cls(schema).iter_errors(json.load(sys.stdin))
+    for e in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        print("/".join(str(p) for p in e.absolute_path) or "(root)", ":", e.message)
+"#;
+
+/// Runs [`PY_SCHEMA_TOOL`] with the venv's Python: `args`, `input` on stdin; its stdout.
+fn py_schema_tool(args: &[&str], input: &str) -> String {
+    let python = venv_tool("python3");
+    let mut child = Command::new(&python)
+        .arg("-c")
+        .arg(PY_SCHEMA_TOOL)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write to python");
+    let out = child.wait_with_output().expect("wait for python");
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed ({}): {}",
+        python.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every document of a YAML text, as JSON (PyYAML's safe loader: a real YAML parser).
+pub fn yaml_docs(text: &str) -> Vec<Value> {
+    let json = py_schema_tool(&["yaml"], text);
+    match serde_json::from_str::<Value>(&json) {
+        Ok(Value::Array(docs)) => docs,
+        other => panic!("PyYAML gave no list of documents: {other:?}"),
+    }
+}
+
+/// What the JSON schema in `schema` (a file) finds wrong with `instance`, one line per error
+/// (`path : message`); empty when it is valid. `strict` closes the schema's objects first, as
+/// the API server's strict field validation does for a CRD (tests/fixtures/schemas/README.md).
+pub fn schema_errors(schema: &Path, instance: &Value, strict: bool) -> Vec<String> {
+    let mode = if strict { "strict" } else { "as-is" };
+    let schema = schema.to_str().expect("utf-8 path");
+    py_schema_tool(&[mode, schema], &instance.to_string())
+        .lines()
+        .map(String::from)
+        .collect()
+}

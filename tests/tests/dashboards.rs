@@ -1,16 +1,20 @@
-//! Issue 7: the Grafana dashboard (dashboards/supervisor.json) and the Prometheus alert rules
+//! Issues 7 and 18: the Grafana dashboard (dashboards/supervisor.json) and the Prometheus alert rules
 //! (dashboards/alerts.yml), checked three ways:
 //!
-//! - structure: the dashboard imports into a current Grafana (schema, variables, datasource
-//!   references, units, layout) — there is no Grafana binary in Debian, so this is checked on
-//!   the JSON;
+//! - structure: the dashboard is valid against Grafana's published dashboard JSON schema
+//!   (tests/fixtures/schemas/, checked with Python's `jsonschema` from the test venv) and
+//!   imports into a current Grafana (variables for job, namespace, pod, container, instance
+//!   and program, datasource references, units, layout) — there is no Grafana binary in Debian,
+//!   so this is checked on the JSON;
 //! - drift: every metric name, label name (in selectors, `by`/`on`/... clauses and alert
 //!   templates) and enumerated label value (`state`, `cause`) the dashboard and the rules use
 //!   is one a real scrape of the real binary exposes; unit tests prove the check fails on bad
 //!   expressions;
-//! - behaviour: `promtool check rules` and `promtool test rules` (dashboards/tests/), and a real
-//!   Prometheus scraping a real supervisor whose programs crash on purpose, where every
-//!   dashboard query returns data and the crash-loop alert fires for the crashing program only.
+//! - behaviour: `promtool check rules` and `promtool test rules` (dashboards/tests/, alerts and
+//!   recording rules; the rules files are read with PyYAML), and a real Prometheus scraping two
+//!   real supervisors — one whose programs crash on purpose, one with the eBPF probe whose
+//!   program is killed by another — where every dashboard query returns data and the alerts
+//!   fire for the programs they are about only.
 //!
 //! Loopback only; every process started here is killed by its pid when its guard is dropped.
 
@@ -362,13 +366,34 @@ impl Exposition {
     }
 }
 
-/// Labels that Prometheus adds to every series of a target.
-const DASHBOARD_TARGET_LABELS: [&str; 2] = ["job", "instance"];
+/// Labels that Prometheus adds to every series of a target: `job` and `instance` always, and
+/// in Kubernetes `namespace`, `pod` and `container` (prometheus-operator adds them; so does the
+/// relabelling in examples/kubernetes/prometheus-scrape-annotations.yml).
+const DASHBOARD_TARGET_LABELS: [&str; 5] = ["job", "instance", "namespace", "pod", "container"];
 /// The rules may also use `probe_expected`, a scrape-time label users set on the targets where
 /// the eBPF probe must be loaded (dashboards/README.md).
-const RULES_TARGET_LABELS: [&str; 3] = ["job", "instance", "probe_expected"];
-/// Labels whose values are not a fixed set (no value check for them).
-const OPEN_LABELS: [&str; 5] = ["job", "instance", "program", "group", "version"];
+const RULES_TARGET_LABELS: [&str; 6] = [
+    "job",
+    "instance",
+    "namespace",
+    "pod",
+    "container",
+    "probe_expected",
+];
+/// Labels whose values are not a fixed set (no value check for them): names, and the signal
+/// and sender of what the probe has seen so far.
+const OPEN_LABELS: [&str; 10] = [
+    "job",
+    "instance",
+    "namespace",
+    "pod",
+    "container",
+    "program",
+    "group",
+    "version",
+    "signal",
+    "sender",
+];
 
 /// Everything in `expr` that the scrape `exp` does not expose.
 fn expr_problems(expr: &str, exp: &Exposition, target_labels: &[&str]) -> Vec<String> {
@@ -578,8 +603,11 @@ fn substitute(expr: &str, vars: &[(&str, &str)]) -> String {
 }
 
 /// Values for the drift check (any will do: it only reads names).
-const DRIFT_VARS: [(&str, &str); 6] = [
+const DRIFT_VARS: [(&str, &str); 9] = [
     ("job", "supervisor"),
+    ("namespace", "shop"),
+    ("pod", "lamp-1"),
+    ("container", "lamp"),
     ("instance", "127.0.0.1:9469"),
     ("program", ".*"),
     ("__rate_interval", "1m"),
@@ -604,81 +632,41 @@ fn dashboard_problems(d: &Value, exp: &Exposition) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The rules file: a reader for the YAML subset it is written in (cross-checked against what a
-// real Prometheus loads, in the e2e test below).
+// The rules files, read with a real YAML parser (PyYAML, from the test venv: `cargo xtask venv`).
 
 #[derive(Debug)]
 struct Rule {
     /// The alert's (or recording rule's) name.
     name: String,
+    /// An alerting rule (else a recording rule).
+    alert: bool,
     expr: String,
-    /// The rule's raw text (for the `$labels.x` check).
-    text: String,
-}
-
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    if let Some(inner) = s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
-        inner.replace("''", "'")
-    } else if let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        inner.replace("\\\"", "\"").replace("\\\\", "\\")
-    } else {
-        // A plain scalar: ` #` starts a comment.
-        s.split(" #").next().unwrap_or("").trim().to_string()
-    }
-}
-
-fn indent(line: &str) -> usize {
-    line.len() - line.trim_start().len()
+    /// The values of its labels and annotations (for the `$labels.x` check).
+    templates: String,
 }
 
 fn parse_rules(yaml: &str) -> Vec<Rule> {
-    let lines: Vec<&str> = yaml.lines().collect();
+    let docs = yaml_docs(yaml);
+    let groups = docs.first().and_then(|d| d["groups"].as_array());
     let mut rules = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let t = lines[i].trim_start();
-        let Some(name) = t
-            .strip_prefix("- alert:")
-            .or_else(|| t.strip_prefix("- record:"))
-        else {
-            i += 1;
-            continue;
-        };
-        let dash = indent(lines[i]);
-        let start = i;
-        i += 1;
-        while i < lines.len()
-            && (lines[i].trim().is_empty()
-                || lines[i].trim_start().starts_with('#')
-                || indent(lines[i]) > dash)
-        {
-            i += 1;
-        }
-        let body = &lines[start..i];
-        let mut expr = String::new();
-        for (j, l) in body.iter().enumerate() {
-            let Some(v) = l.trim_start().strip_prefix("expr:") else {
-                continue;
-            };
-            let v = v.trim();
-            if v.starts_with('|') || v.starts_with('>') {
-                let key = indent(l);
-                expr = body[j + 1..]
-                    .iter()
-                    .take_while(|b| b.trim().is_empty() || indent(b) > key)
-                    .map(|b| b.trim())
-                    .collect::<Vec<_>>()
-                    .join("\n");
-            } else {
-                expr = unquote(v);
+    for g in groups.into_iter().flatten() {
+        for r in g["rules"].as_array().into_iter().flatten() {
+            let alert = r["alert"].is_string();
+            let name = r["alert"].as_str().or(r["record"].as_str()).unwrap_or("?");
+            let mut templates = String::new();
+            for key in ["labels", "annotations"] {
+                for v in r[key].as_object().into_iter().flat_map(|m| m.values()) {
+                    templates.push_str(v.as_str().unwrap_or_default());
+                    templates.push('\n');
+                }
             }
+            rules.push(Rule {
+                name: name.to_string(),
+                alert,
+                expr: r["expr"].as_str().unwrap_or_default().to_string(),
+                templates,
+            });
         }
-        rules.push(Rule {
-            name: unquote(name),
-            expr,
-            text: body.join("\n"),
-        });
     }
     rules
 }
@@ -706,8 +694,8 @@ fn rules_problems(yaml: &str, exp: &Exposition) -> Vec<String> {
                 available.extend(exp.labels_of(m).unwrap_or_default());
             }
         }
-        for (at, _) in r.text.match_indices("$labels.") {
-            let rest = &r.text[at + "$labels.".len()..];
+        for (at, _) in r.templates.match_indices("$labels.") {
+            let rest = &r.templates[at + "$labels.".len()..];
             let end = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(rest.len());
@@ -742,9 +730,10 @@ const UNITS: [&str; 11] = [
     "dateTimeFromNow",
 ];
 const PANEL_TYPES: [&str; 5] = ["stat", "timeseries", "state-timeline", "bargauge", "table"];
-const ROWS: [&str; 5] = [
+const ROWS: [&str; 6] = [
     "Overview",
     "Per program",
+    "Readiness and health checks",
     "Kills and crashes",
     "Resources",
     "Supervisor",
@@ -821,8 +810,17 @@ fn structure_problems(d: &Value) -> Vec<String> {
     let queries: BTreeMap<String, String> = variable_queries(d).into_iter().collect();
     for (name, needs) in [
         ("job", &[][..]),
-        ("instance", &["$job"][..]),
-        ("program", &["$job", "$instance"][..]),
+        ("namespace", &["$job"][..]),
+        ("pod", &["$job", "$namespace"][..]),
+        ("container", &["$job", "$namespace", "$pod"][..]),
+        (
+            "instance",
+            &["$job", "$namespace", "$pod", "$container"][..],
+        ),
+        (
+            "program",
+            &["$job", "$namespace", "$pod", "$container", "$instance"][..],
+        ),
     ] {
         let Some(v) = vars.get(name) else {
             p.push(format!("no `{name}` variable"));
@@ -921,8 +919,8 @@ fn structure_problems(d: &Value) -> Vec<String> {
     p
 }
 
-/// A panel query must follow the variables: every selector filters on `$job` and `$instance`
-/// (and `$program` for per-program metrics), and every range is `$__rate_interval` or
+/// A panel query must follow the variables: every selector filters on `$job`, `$namespace`,
+/// `$pod`, `$container` and `$instance` (and `$program` for per-program metrics), and every range is `$__rate_interval` or
 /// `$__range` (or `$__interval`), never a hard-coded window.
 fn expr_variable_problems(expr: &str) -> Vec<String> {
     let mut p = Vec::new();
@@ -944,6 +942,9 @@ fn expr_variable_problems(expr: &str) -> Vec<String> {
         expr,
         &[
             ("job", "JOB"),
+            ("namespace", "NAMESPACE"),
+            ("pod", "POD"),
+            ("container", "CONTAINER"),
             ("instance", "INSTANCE"),
             ("program", "PROGRAM"),
             ("__rate_interval", "1m"),
@@ -962,7 +963,13 @@ fn expr_variable_problems(expr: &str) -> Vec<String> {
                 .iter()
                 .any(|(ml, op, mv)| ml == l && *op == "=~" && mv == v)
         };
-        let mut need = vec![("job", "JOB"), ("instance", "INSTANCE")];
+        let mut need = vec![
+            ("job", "JOB"),
+            ("namespace", "NAMESPACE"),
+            ("pod", "POD"),
+            ("container", "CONTAINER"),
+            ("instance", "INSTANCE"),
+        ];
         if m.starts_with("supervisor_program_") {
             need.push(("program", "PROGRAM"));
         }
@@ -1005,6 +1012,10 @@ supervisor_program_processes{program="web",group="front"} 2
 supervisor_orphans_reaped_total 0
 supervisor_build_info{version="0.1.0"} 1
 supervisor_probe_loaded 0
+supervisor_program_ready{program="web",group="front"} 1
+supervisor_program_health_checks_total{program="web",group="front",result="success"} 4
+supervisor_program_health_checks_total{program="web",group="front",result="failure"} 0
+supervisor_program_signals_total{program="web",group="front",signal="SIGTERM",sender="assassin"} 2
 process_cpu_seconds_total 0
 process_resident_memory_bytes 4182016
 "#;
@@ -1059,10 +1070,10 @@ fn drift_check_rejects_what_the_supervisor_does_not_export() {
         (r#"supervisor_program_up{cause="exited"}"#, "cause"),
         (r#"supervisor_build_info{program="web"}"#, "program"),
         // ... in a by/on clause.
-        ("sum by (container) (supervisor_program_up)", "container"),
+        ("sum by (node) (supervisor_program_up)", "node"),
         (
-            "supervisor_program_up * on (pod) supervisor_program_processes",
-            "pod",
+            "supervisor_program_up * on (host) supervisor_program_processes",
+            "host",
         ),
         // A value an enumerated label never takes.
         (r#"supervisor_program_state{state="FATL"}"#, "FATL"),
@@ -1106,8 +1117,11 @@ fn drift_check_rejects_what_the_supervisor_does_not_export() {
     );
     d["panels"][1]["targets"][0]["expr"] =
         json!(r#"sum(supervisor_programs_up{job=~"$job", instance=~"$instance"})"#);
-    d["templating"]["list"][3]["query"]["query"] =
-        json!(r#"label_values(supervisor_program_up{job=~"$job"}, programme)"#);
+    for v in d["templating"]["list"].as_array_mut().unwrap() {
+        if v["name"] == "program" {
+            v["query"] = json!(r#"label_values(supervisor_program_up{job=~"$job"}, programme)"#);
+        }
+    }
     let problems = dashboard_problems(&d, &exp);
     assert!(
         problems
@@ -1119,7 +1133,7 @@ fn drift_check_rejects_what_the_supervisor_does_not_export() {
 
     // And through a rules file: a bad expr, a template label the series lack.
     let rules = "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: |\n          \
-                 increase(supervisor_program_restarts_total[10m])\n            > on (job, instance, container) 3\n        \
+                 increase(supervisor_program_restarts_total[10m])\n            > on (job, instance, node) 3\n        \
                  annotations:\n          summary: '{{ $labels.program }}'\n      - alert: B\n        \
                  expr: supervisor_probe_loaded == 0 # comment\n        annotations:\n          \
                  summary: \"{{ $labels.program }} on {{ $labels.instance }}\"\n";
@@ -1130,7 +1144,7 @@ fn drift_check_rejects_what_the_supervisor_does_not_export() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("rule A") && p.contains("container"))
+            .any(|p| p.contains("rule A") && p.contains("node"))
             && problems
                 .iter()
                 .any(|p| p.contains("rule B") && p.contains("$labels.program")),
@@ -1153,6 +1167,39 @@ fn the_dashboard_is_importable_and_follows_its_variables() {
         .flat_map(|(_, e)| promql::refs(&substitute(e, &DRIFT_VARS)).unwrap().metrics)
         .collect();
     assert!(names.len() >= 15, "{names:?}");
+}
+
+fn grafana_schema() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schemas/grafana-dashboard.jsonschema.json")
+}
+
+#[test]
+fn the_dashboard_is_valid_against_grafanas_schema() {
+    // Grafana's published dashboard schema (grafana-foundation-sdk; tests/fixtures/schemas/),
+    // as is: no normalisation is needed.
+    let errors = schema_errors(&grafana_schema(), &dashboard(), false);
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn grafanas_schema_rejects_what_grafana_exports_but_the_schema_does_not_allow() {
+    // The three kinds of error an exported dashboard had: the export-only `__requires`, a
+    // variable's `current: {}` (no text/value), and the query editor's `qryType` object.
+    let mut d = dashboard();
+    d["__requires"] =
+        json!([{"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.4.0"}]);
+    let vars = d["templating"]["list"].as_array_mut().unwrap();
+    vars[1]["current"] = json!({});
+    vars[2]["query"] = json!({"qryType": 1, "query": "label_values(up, job)", "refId": "A"});
+    let errors = schema_errors(&grafana_schema(), &d, false).join("\n");
+    for want in [
+        "'__requires' was unexpected",
+        "templating/list/1/current : 'text' is a required property",
+        "templating/list/1/current : 'value' is a required property",
+        "templating/list/2/query",
+    ] {
+        assert!(errors.contains(want), "want {want:?} in:\n{errors}");
+    }
 }
 
 #[test]
@@ -1219,6 +1266,23 @@ autorestart = true
 command = "sleep 1000"
 startsecs = 1
 group = "steady"
+health = "exec:true"
+health_interval = 1
+"#;
+
+/// For a second supervisor, with the eBPF probe: `assassin` (a copy of kill(1) under a name of
+/// its own) sends `victim` SIGTERM every half second, so the probe's signal metrics have series
+/// from a sender that is neither the supervisor nor the kernel. DIR is the test's directory.
+const PROBED_CONFIG: &str = r#"
+[programs.victim]
+command = ["sh", "-c", "echo $$ > DIR/victim.pid; exec sleep 1000"]
+startsecs = 0
+autorestart = true
+
+[programs.assassin]
+command = ["sh", "-c", "sleep 0.5; DIR/assassin -TERM $(cat DIR/victim.pid)"]
+startsecs = 0
+autorestart = true
 "#;
 
 /// Starts the supervisor on [`CONFIG`] with its HTTP endpoint on a free loopback port and the
@@ -1245,6 +1309,48 @@ fn start_supervisor(dir: &TempDir, mode: Mode) -> (Sup, String) {
     (sup, addr)
 }
 
+/// Starts a supervisor as PID 1 on [`PROBED_CONFIG`] with `--probe on` (so it fails, saying
+/// why, where the eBPF probe cannot load), its HTTP endpoint on a free loopback port.
+fn start_probed_supervisor(dir: &TempDir) -> (Sup, String) {
+    std::fs::copy("/bin/kill", dir.path().join("assassin")).expect("copy /bin/kill");
+    let config = PROBED_CONFIG.replace("DIR", dir.path().to_str().expect("utf-8 path"));
+    let conf = dir.write("probed.toml", &config);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "-c",
+        conf.to_str().unwrap(),
+        "--metrics-addr",
+        &addr,
+        "--probe",
+        "on",
+    ];
+    let sup = Sup::start(Mode::Pid1, dir.path(), &args);
+    sup.wait_event("the eBPF probe", T, |e| {
+        msg(e).starts_with("eBPF probe loaded")
+    });
+    sup.wait_event("the HTTP endpoint", T, |e| {
+        kind(e) == "notice" && msg(e).starts_with("HTTP endpoint listening")
+    });
+    (sup, addr)
+}
+
+/// A scrape of the probed supervisor once the probe has counted a signal from `assassin`.
+fn scrape_signals(addr: &str) -> String {
+    let deadline = Instant::now() + T;
+    loop {
+        let body = http_get(addr, "/metrics").body;
+        if body.contains(r#"supervisor_program_signals_total{program="victim",signal="SIGTERM",sender="assassin"}"#) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no signal from assassin in:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A scrape with every program present.
 fn scrape(addr: &str) -> String {
     let deadline = Instant::now() + T;
@@ -1265,15 +1371,46 @@ fn scrape(addr: &str) -> String {
 fn dashboard_and_rules_use_only_what_the_real_binary_exports() {
     let dir = TempDir::new("dash-drift");
     let (_sup, addr) = start_supervisor(&dir, Mode::Child);
-    let exp = Exposition::parse(&scrape(&addr));
+    // The probe's metrics have series only with the probe, from a second supervisor.
+    let probed_dir = TempDir::new("dash-drift-probed");
+    let (_probed, probed) = start_probed_supervisor(&probed_dir);
+    let exp = Exposition::parse(&format!("{}{}", scrape(&addr), scrape_signals(&probed)));
     let mut problems = dashboard_problems(&dashboard(), &exp);
     problems.extend(rules_problems(&read("alerts.yml"), &exp));
+    problems.extend(rules_problems(&read("recording.yml"), &exp));
     assert!(
         problems.is_empty(),
         "the dashboards drifted from the metrics:\n{}",
         problems.join("\n")
     );
+
+    // Federation-ready: every label the supervisor puts on its series is one of a few names
+    // with bounded values (no pid, no free text), so series stay bounded across a fleet.
+    for (metric, labels) in &exp.metrics {
+        if !metric.starts_with("supervisor_") {
+            continue;
+        }
+        for (label, values) in labels {
+            assert!(
+                BOUNDED_LABELS.contains(&label.as_str()),
+                "{metric} has a label `{label}` outside {BOUNDED_LABELS:?}: {values:?}"
+            );
+            for v in values {
+                assert!(
+                    !v.is_empty() && !v.chars().all(|c| c.is_ascii_digit()) && !v.contains(' '),
+                    "{metric}{{{label}=\"{v}\"}}: a number or free text as a label value"
+                );
+            }
+        }
+    }
 }
+
+/// The labels of the `supervisor_*` series: program and group names (from the config), the
+/// fixed sets state, cause and result, the signal name, the sender (a command name, at most 16
+/// per program, the rest `other`) and the version.
+const BOUNDED_LABELS: [&str; 8] = [
+    "program", "group", "state", "cause", "result", "signal", "sender", "version",
+];
 
 fn promtool(args: &[&str]) -> (bool, String) {
     let out = Command::new("/usr/bin/promtool")
@@ -1302,41 +1439,58 @@ fn promtool_checks_the_rules_and_their_tests_cover_every_alert() {
     assert!(ok, "promtool test rules:\n{out}");
 
     // Every alert has a case where it fires and one where it does not.
-    let tests = read("tests/alerts_test.yml");
+    let tests = yaml_docs(&read("tests/alerts_test.yml")).remove(0);
     let mut firing = BTreeSet::new();
     let mut silent = BTreeSet::new();
-    let mut current = String::new();
-    let lines: Vec<&str> = tests.lines().collect();
-    for (i, l) in lines.iter().enumerate() {
-        let t = l.trim();
-        if let Some(n) = t
-            .strip_prefix("- alertname:")
-            .or(t.strip_prefix("alertname:"))
-        {
-            current = n.trim().to_string();
-        } else if let Some(v) = t.strip_prefix("exp_alerts:") {
-            if v.trim() == "[]" {
-                silent.insert(current.clone());
-            } else if lines[i + 1..]
-                .iter()
-                .find(|l| !l.trim().is_empty())
-                .is_some_and(|l| l.trim_start().starts_with("- exp_labels:"))
-            {
-                firing.insert(current.clone());
-            }
+    for case in tests["tests"].as_array().into_iter().flatten() {
+        for t in case["alert_rule_test"].as_array().into_iter().flatten() {
+            let name = t["alertname"].as_str().unwrap_or_default().to_string();
+            match t["exp_alerts"].as_array() {
+                Some(a) if a.is_empty() => silent.insert(name),
+                Some(_) => firing.insert(name),
+                None => false,
+            };
         }
     }
     let alerts: Vec<String> = parse_rules(&read("alerts.yml"))
         .into_iter()
         .map(|r| r.name)
         .collect();
-    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    assert_eq!(alerts.len(), 7, "{alerts:?}");
     for a in &alerts {
         assert!(firing.contains(a), "no promtool test where {a} fires");
         assert!(
             silent.contains(a),
             "no promtool test where {a} does not fire"
         );
+    }
+
+    // The recording rules: valid, and each one's output checked by a promtool test.
+    let (ok, out) = promtool(&["check", "rules", "recording.yml"]);
+    assert!(
+        ok && out.contains("SUCCESS"),
+        "promtool check rules:\n{out}"
+    );
+    let (ok, out) = promtool(&["test", "rules", "tests/recording_test.yml"]);
+    assert!(ok, "promtool test rules:\n{out}");
+    let tests = yaml_docs(&read("tests/recording_test.yml")).remove(0);
+    let tested: BTreeSet<String> = tests["tests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            c["promql_expr_test"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|t| t["exp_samples"].as_array().is_some_and(|s| !s.is_empty()))
+        .map(|t| t["expr"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let records = parse_rules(&read("recording.yml"));
+    assert!(records.len() >= 5 && records.iter().all(|r| !r.alert));
+    for r in &records {
+        assert!(tested.contains(&r.name), "no promtool test of {}", r.name);
     }
 }
 
@@ -1439,20 +1593,22 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-/// The rules with every `for:` shortened to 2 s, so that alerts go pending and then firing
-/// within the test's seconds instead of minutes (text substitution on the shipped file; the
-/// expressions and thresholds are untouched).
+/// The rules with every `for:` shortened to 2 s and every group `interval:` to 1 s, so that
+/// alerts go pending and then firing within the test's seconds instead of minutes (the parsed file, written back as JSON — which
+/// is YAML —; the expressions and thresholds are untouched).
 fn rules_with_short_for(yaml: &str) -> String {
-    yaml.lines()
-        .map(|l| {
-            if l.trim_start().starts_with("for:") {
-                format!("{}for: 2s", " ".repeat(indent(l)))
-            } else {
-                l.to_string()
+    let mut doc = yaml_docs(yaml).remove(0);
+    for g in doc["groups"].as_array_mut().expect("groups") {
+        if g.get("interval").is_some() {
+            g["interval"] = json!("1s");
+        }
+        for r in g["rules"].as_array_mut().expect("rules") {
+            if r.get("for").is_some() {
+                r["for"] = json!("2s");
             }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+        }
+    }
+    doc.to_string()
 }
 
 fn label<'a>(a: &'a Value, name: &str) -> &'a str {
@@ -1464,37 +1620,53 @@ fn prometheus_runs_every_dashboard_query_and_the_alerts_on_real_data() {
     let started = Instant::now();
     let dir = TempDir::new("dash-prom");
     let (sup, addr) = start_supervisor(&dir, Mode::Pid1);
+    let probed_dir = TempDir::new("dash-prom-probed");
+    let (probed_sup, probed) = start_probed_supervisor(&probed_dir);
     // healthy is STARTING (up 0) for its first second: let that pass before anyone looks.
     sup.wait_event("healthy RUNNING", T, |e| is(e, "running", "healthy"));
 
-    let shipped = read("alerts.yml");
-    let rules = rules_with_short_for(&shipped);
-    assert_eq!(
-        rules.matches("for: 2s").count(),
-        parse_rules(&shipped).len(),
-        "every rule has a `for:` to shorten"
-    );
-    let rules_path = dir.write("alerts.yml", &rules);
-    // A second target that never answers (a listener nobody accepts on, held for the whole
-    // test so no one else can take the port): SupervisorTargetDown must fire for it. The live
-    // target says the probe is expected there, so SupervisorProbeNotLoaded fires for it (the
-    // supervisor runs with --probe off).
+    let mut rule_files = Vec::new();
+    let mut names = BTreeSet::new();
+    for file in ["alerts.yml", "recording.yml"] {
+        let shipped = read(file);
+        let rules = parse_rules(&shipped);
+        let short = rules_with_short_for(&shipped);
+        assert_eq!(
+            short.matches(r#""for":"2s""#).count(),
+            rules.iter().filter(|r| r.alert).count(),
+            "every alert in {file} has a `for:` to shorten"
+        );
+        names.extend(rules.into_iter().map(|r| r.name));
+        rule_files.push(format!("  - {}\n", dir.write(file, &short).display()));
+    }
+    // A third target that never answers (a listener nobody accepts on, held for the whole
+    // test so no one else can take the port): SupervisorTargetDown must fire for it. Every
+    // target says the probe is expected there, so SupervisorProbeNotLoaded fires for the
+    // supervisor that runs with --probe off, and not for the probed one. The targets carry
+    // the labels a Kubernetes scrape gives them (namespace, pod, container).
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let dead = silent.local_addr().expect("local addr").to_string();
+    let target = |addr: &str, pod: &str| {
+        format!(
+            "      - targets: ['{addr}']\n        labels:\n          probe_expected: 'true'\n          \
+             namespace: fleet\n          pod: {pod}\n          container: app\n"
+        )
+    };
     let prom = Prometheus::start(
         dir.path(),
         &format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {}\n\
-             scrape_configs:\n  - job_name: supervisor\n    static_configs:\n      \
-             - targets: ['{addr}']\n        labels:\n          probe_expected: 'true'\n      \
-             - targets: ['{dead}']\n",
-            rules_path.display()
+             rule_files:\n{}\
+             scrape_configs:\n  - job_name: supervisor\n    static_configs:\n{}{}{}",
+            rule_files.concat(),
+            target(&addr, "pod-a"),
+            target(&probed, "pod-b"),
+            target(&dead, "pod-dead"),
         ),
     );
 
-    // Prometheus loaded what the mini YAML reader above reads.
-    let parsed: BTreeSet<String> = parse_rules(&shipped).into_iter().map(|r| r.name).collect();
+    // Prometheus loaded what PyYAML reads.
+    let parsed = names;
     let deadline = Instant::now() + T;
     loop {
         let loaded: BTreeSet<String> = prom.api("/api/v1/rules").unwrap()["groups"]
@@ -1520,6 +1692,7 @@ fn prometheus_runs_every_dashboard_query_and_the_alerts_on_real_data() {
         ("SupervisorProgramCrashLooping", "program", "crashy"),
         ("SupervisorTargetDown", "instance", dead.as_str()),
         ("SupervisorProbeNotLoaded", "instance", addr.as_str()),
+        ("SupervisorProgramKilledByOthers", "program", "victim"),
     ];
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
@@ -1559,6 +1732,13 @@ fn prometheus_runs_every_dashboard_query_and_the_alerts_on_real_data() {
         ),
         "{alerts:#?}"
     );
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| label(a, "alertname") == "SupervisorProbeNotLoaded"
+                && label(a, "instance") == probed),
+        "{alerts:#?}"
+    );
     for g in prom.api("/api/v1/rules").unwrap()["groups"]
         .as_array()
         .unwrap()
@@ -1571,11 +1751,19 @@ fn prometheus_runs_every_dashboard_query_and_the_alerts_on_real_data() {
     // Every dashboard query, with the variables as Grafana would substitute them (All, then a
     // single program), returns at least one series.
     let d = dashboard();
-    let live = addr.replace('.', "\\\\.");
+    let live = format!(
+        "{}|{}",
+        addr.replace('.', "\\\\."),
+        probed.replace('.', "\\\\.")
+    );
     let deadline = Instant::now() + T;
-    for program in [".*", "crashy"] {
+    // All programs, then two (a multi-value selection, as Grafana writes it).
+    for program in [".*", "crashy|victim"] {
         let vars = [
             ("job", "supervisor"),
+            ("namespace", "fleet"),
+            ("pod", "pod-a|pod-b"),
+            ("container", "app"),
             ("instance", live.as_str()),
             ("program", program),
             ("__rate_interval", "5s"),
@@ -1628,6 +1816,9 @@ fn prometheus_runs_every_dashboard_query_and_the_alerts_on_real_data() {
             .unwrap();
         let vars = [
             ("job", "supervisor"),
+            ("namespace", "fleet"),
+            ("pod", "pod-a|pod-b"),
+            ("container", "app"),
             ("instance", live.as_str()),
             ("program", program),
             ("__rate_interval", "5s"),
@@ -1661,9 +1852,28 @@ fn prometheus_runs_every_dashboard_query_and_the_alerts_on_real_data() {
         s["metric"]["cause"] == "exited" && num(s) > 0.0
     });
 
+    panel_value("Ready by program", "healthy", "A", &|s| num(s) == 1.0);
+    panel_value("Health checks per minute by result", "healthy", "A", &|s| {
+        s["metric"]["result"] == "success" && num(s) > 0.0
+    });
+    panel_value(
+        "Signals by program and sender in range (top 10)",
+        "victim",
+        "A",
+        &|s| {
+            s["metric"]["sender"] == "assassin"
+                && s["metric"]["signal"] == "SIGTERM"
+                && num(s) > 0.0
+        },
+    );
+    panel_value("Signals from other processes in range", ".*", "A", &|s| {
+        num(s) > 0.0
+    });
+
     drop(prom);
     drop(silent);
     drop(sup);
+    drop(probed_sup);
     assert!(
         started.elapsed() < Duration::from_secs(90),
         "took {:?}",

@@ -7,6 +7,8 @@
 //!   ([`docker`]); `docker down` stops the engine.
 //! - `venv`: the Python tools the tests drive (supervisord, superlance, kubernetes-validate)
 //!   in a virtualenv under target/ ([`venv`]).
+//! - `k8s`: writes examples/kubernetes/prometheusrule.yaml from dashboards/alerts.yml and
+//!   dashboards/recording.yml ([`k8s`]); `--check` fails if it is out of date.
 //! - `bench`: measures our supervisor side by side with supervisord, s6, runit and a bare shell
 //!   loop, in one run, and writes `BENCHMARKS.md` ([`bench`]).
 //!
@@ -16,6 +18,8 @@ mod bench;
 mod demo;
 mod deps;
 mod docker;
+mod k8s;
+mod k8s_rules;
 mod procs;
 mod test;
 mod util;
@@ -31,6 +35,7 @@ commands:
   demo   [-- SUPERVISOR ARGS]   run examples/demo.toml in the foreground (Ctrl-C stops it)
   docker [up|down]              private dockerd + images supervisor-lamp, supervisor-minimal
   venv                          python venv with supervisord, superlance, kubernetes-validate
+  k8s    [--check]              examples/kubernetes/prometheusrule.yaml from dashboards/*.yml
   bench  [--quick] [--only PEER,...] [--out FILE | --no-write]
                                 ours vs supervisord, s6, runit, shell loop; writes BENCHMARKS.md
 ";
@@ -54,6 +59,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Some("demo") => demo::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("docker") => docker::run(&rest),
+        Some("k8s") => k8s::run(&rest),
         Some("venv") => venv::run_command(&rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
