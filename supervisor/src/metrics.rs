@@ -84,6 +84,9 @@ struct Shared {
     programs: Mutex<BTreeMap<String, ProgramMetrics>>,
     orphans_reaped: AtomicU64,
     probe_loaded: std::sync::atomic::AtomicBool,
+    /// Events the log dropped because its reader stalled (told by the log sink, not an event:
+    /// the events themselves are what was lost).
+    log_events_dropped: AtomicU64,
 }
 
 /// The supervisor's metrics: an event sink that renders what it learnt when scraped.
@@ -115,6 +118,18 @@ impl Metrics {
     /// Whether the eBPF probe was loaded (set once at start-up).
     pub fn set_probe_loaded(&self, loaded: bool) {
         self.shared.probe_loaded.store(loaded, Ordering::Relaxed);
+    }
+
+    /// Counts events the JSON/text log had to drop (its reader stalled).
+    pub fn add_log_events_dropped(&self, n: u64) {
+        self.shared
+            .log_events_dropped
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Events the log dropped so far.
+    pub fn log_events_dropped(&self) -> u64 {
+        self.shared.log_events_dropped.load(Ordering::Relaxed)
     }
 
     /// The text exposition of every metric. Reads `/proc`: call it from a blocking thread.
@@ -336,9 +351,15 @@ const PROBE_LOADED: FamilySpec = family(
     "1 when the eBPF forensics probe is loaded (signal senders, OOM kills), else 0.",
 );
 
+const LOG_DROPPED: FamilySpec = family(
+    "supervisor_log_events_dropped_total",
+    Type::Counter,
+    "Events left out of the supervisor's log on stdout because nobody read it for a while (the programs were never delayed; each burst is also said in one log line).",
+);
+
 /// Every family this module writes itself, in output order (the tests check each one).
 #[cfg(test)]
-const FAMILIES: [&FamilySpec; 17] = [
+const FAMILIES: [&FamilySpec; 18] = [
     &UP,
     &READY,
     &STATE,
@@ -356,6 +377,7 @@ const FAMILIES: [&FamilySpec; 17] = [
     &ORPHANS,
     &BUILD_INFO,
     &PROBE_LOADED,
+    &LOG_DROPPED,
 ];
 
 fn unix_seconds(t: SystemTime) -> f64 {
@@ -591,6 +613,13 @@ impl Metrics {
             "",
             None,
             u8::from(self.shared.probe_loaded.load(Ordering::Relaxed)),
+        );
+        t.header(&LOG_DROPPED);
+        t.sample(
+            &LOG_DROPPED,
+            "",
+            None,
+            self.shared.log_events_dropped.load(Ordering::Relaxed),
         );
     }
 }

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::cli::{Restart, RunArgs};
-use crate::config::{self, AutoRestart, Config, Location, LogFormat, ProgramSpec, Settings};
+use crate::config::{self, AutoRestart, Config, Location, ProgramSpec, Settings};
 use crate::control;
 use crate::engine::{signals, Engine, ProbeSetup, Setup};
 use crate::event::{Event, EventBus, EventSink, History, Kind, Level};
@@ -145,9 +144,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let code = rt.block_on(async move {
         let output = Output::new(log_format);
         let history = Arc::new(History::new(HISTORY_SIZE));
-        let sinks: Vec<Arc<dyn EventSink>> = vec![history.clone(), metrics.clone()];
+        // The log is fed like the metrics, as each event is emitted: it cannot fall behind.
+        let log = output.event_log(min_level, metrics.clone());
+        let sinks: Vec<Arc<dyn EventSink>> = vec![history.clone(), metrics.clone(), log];
         let bus = EventBus::new(sinks);
-        let logger = tokio::spawn(log_events(bus.subscribe(), output.clone(), log_format, min_level));
         let signals = signals::Signals::new().context("creating the signalfd")?;
 
         let mut started = Event::new(
@@ -232,50 +232,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             http::start(addr, http::App::new(handle, metrics, http::Limits::default())).await;
         }
         let code = engine.run(signals).await;
-        // Let the last events reach stdout.
-        let _ = tokio::time::timeout(Duration::from_secs(2), logger).await;
+        // Let the last events and output lines reach stdout.
         output.drain(Duration::from_secs(2)).await;
         anyhow::Ok(code)
     })?;
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
-}
-
-/// The log sink: every event at or above `min_level`, one line each, in the chosen format.
-async fn log_events(
-    mut rx: tokio::sync::broadcast::Receiver<Arc<Event>>,
-    output: Output,
-    format: LogFormat,
-    min_level: Level,
-) {
-    loop {
-        match rx.recv().await {
-            Ok(ev) => {
-                if ev.level >= min_level {
-                    let line = match format {
-                        LogFormat::Json => ev.to_json(),
-                        LogFormat::Text => ev.to_text(),
-                    };
-                    output.log_line(line).await;
-                }
-                if ev.kind == Kind::Exiting {
-                    return;
-                }
-            }
-            Err(RecvError::Lagged(n)) => {
-                let e = Event::new(
-                    Level::Warn,
-                    Kind::Notice,
-                    format!("{n} events were not logged: stdout is too slow"),
-                );
-                let line = match format {
-                    LogFormat::Json => e.to_json(),
-                    LogFormat::Text => e.to_text(),
-                };
-                output.log_line(line).await;
-            }
-            Err(RecvError::Closed) => return,
-        }
-    }
 }
 
 /// Returns freed heap memory to the system (glibc keeps it otherwise).

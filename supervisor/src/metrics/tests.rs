@@ -139,6 +139,15 @@ fn every_series_exists_as_soon_as_a_program_is_added() {
     assert_eq!(value(&text, "supervisor_orphans_reaped_total"), Some(0.0));
     assert_eq!(value(&text, "supervisor_probe_loaded"), Some(0.0));
     assert_eq!(
+        value(&text, "supervisor_log_events_dropped_total"),
+        Some(0.0)
+    );
+    m.add_log_events_dropped(3);
+    assert_eq!(
+        value(&render(&m), "supervisor_log_events_dropped_total"),
+        Some(3.0)
+    );
+    assert_eq!(
         value(
             &text,
             &format!(

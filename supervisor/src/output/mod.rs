@@ -14,6 +14,7 @@
 //! child's pipe.
 
 mod file;
+pub mod log;
 mod reader;
 pub mod ring;
 mod writer;
@@ -127,6 +128,21 @@ impl Output {
                 rings: ring::Rings::default(),
             }),
         }
+    }
+
+    /// The sink that writes the supervisor's own events (at or above `min_level`) to stdout,
+    /// in this output's format; see [`log`]. Drops are counted in `metrics`.
+    pub fn event_log(
+        &self,
+        min_level: crate::event::Level,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<log::EventLog> {
+        Arc::new(log::EventLog::new(
+            self.inner.stdout.clone(),
+            self.inner.format,
+            min_level,
+            metrics,
+        ))
     }
 
     /// Writes one already-formatted log line of the supervisor itself (the JSON event or text

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use rustix::io::Errno;
 use tokio::sync::{oneshot, Semaphore};
 
+use super::log::Queue;
 use super::{lock, Stream, BUDGET};
 use crate::config::LogFormat;
 use crate::event::{Event, Kind, Level};
@@ -40,6 +41,8 @@ pub(super) enum Msg {
         partial: bool,
         permits: u32,
     },
+    /// The supervisor's event log has lines queued: take them all and write them at once.
+    Log(Arc<Queue>),
     /// Close the file; the next write opens the path again.
     Reopen,
     /// Answer once everything queued before is written.
@@ -86,6 +89,11 @@ impl Sink {
     /// Queues a formatted line at once, outside the budget: for rare notices sent from threads.
     pub(super) fn send_now(&self, bytes: Vec<u8>) {
         let _ = self.tx.send(Msg::Formatted { bytes, permits: 0 });
+    }
+
+    /// Tells the writer that `queue` went from empty to not empty (never waits).
+    pub(super) fn wake_log(&self, queue: &Arc<Queue>) {
+        let _ = self.tx.send(Msg::Log(queue.clone()));
     }
 
     pub(super) fn reopen(&self) {
@@ -178,6 +186,15 @@ fn run(rx: mpsc::Receiver<Msg>, budget: &Semaphore, mode: Mode, mut dest: impl D
                         out.clear();
                     };
                     format_lines(mode, &mut out, &tag, ts, &data, partial, &mut spill);
+                }
+                Msg::Log(queue) => {
+                    // After the lines gathered before it, in one write of its own.
+                    write_out(&mut out, &mut held, budget, &mut dest);
+                    let batch = queue.take();
+                    if !batch.is_empty() {
+                        dest.write(&batch);
+                    }
+                    queue.give_back(batch);
                 }
                 Msg::Reopen => {
                     write_out(&mut out, &mut held, budget, &mut dest);
