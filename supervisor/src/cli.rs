@@ -186,6 +186,11 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 
+    /// An extra field on every JSON log line, e.g. `--log-field pod=$(POD_NAME)` with the
+    /// Kubernetes Downward API (repeatable; text lines do not carry it).
+    #[arg(long = "log-field", value_name = "KEY=VALUE")]
+    pub log_fields: Vec<String>,
+
     /// eBPF forensics probe: load when permitted (auto), require it (on), or never (off).
     #[arg(long, value_enum)]
     pub probe: Option<ProbeMode>,

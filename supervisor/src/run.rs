@@ -17,6 +17,7 @@ use crate::engine::{signals, Engine, ProbeSetup, Setup};
 use crate::event::{Event, EventBus, EventSink, History, Kind, Level};
 use crate::http;
 use crate::metrics::Metrics;
+use crate::output::fields::LogFields;
 use crate::output::Output;
 
 /// Events kept in memory for `/api/events` and `why`.
@@ -96,6 +97,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             .shutdown_timeout
             .unwrap_or(config::DEFAULT_SHUTDOWN_TIMEOUT),
     };
+    let log_fields = LogFields::parse(&args.log_fields)?;
     let probe_mode = args.probe.or(cfg.settings.probe).unwrap_or_default();
     let min_level = if args.debug {
         Level::Debug
@@ -143,6 +145,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .context("starting the tokio runtime")?;
     let code = rt.block_on(async move {
         let output = Output::new(log_format);
+        output.set_log_fields(log_fields);
         let history = Arc::new(History::new(HISTORY_SIZE));
         // The log is fed like the metrics, as each event is emitted: it cannot fall behind.
         let log = output.event_log(min_level, metrics.clone());

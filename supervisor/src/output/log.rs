@@ -19,6 +19,7 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use super::fields::{self, LogFields};
 use super::lock;
 use super::writer::Sink;
 use crate::config::LogFormat;
@@ -79,6 +80,8 @@ pub struct EventLog {
     min_level: Level,
     /// Counts what a stalled reader made us drop.
     metrics: Arc<Metrics>,
+    /// `--log-field`s, appended to every JSON line.
+    fields: LogFields,
 }
 
 impl EventLog {
@@ -87,6 +90,7 @@ impl EventLog {
         format: LogFormat,
         min_level: Level,
         metrics: Arc<Metrics>,
+        fields: LogFields,
     ) -> EventLog {
         EventLog {
             queue: Arc::default(),
@@ -94,6 +98,7 @@ impl EventLog {
             format,
             min_level,
             metrics,
+            fields,
         }
     }
 }
@@ -114,11 +119,11 @@ impl EventSink for EventLog {
         let was_empty = q.buf.is_empty();
         if q.dropped > 0 {
             let notice = lost_notice(q.dropped, q.dropped_since.unwrap_or(event.ts));
-            format_event(&mut q.buf, &notice, self.format);
+            format_event(&mut q.buf, &notice, self.format, &self.fields);
             q.dropped = 0;
             q.dropped_since = None;
         }
-        format_event(&mut q.buf, event, self.format);
+        format_event(&mut q.buf, event, self.format, &self.fields);
         drop(q);
         if was_empty {
             self.sink.wake_log(&self.queue);
@@ -142,8 +147,13 @@ fn lost_notice(n: u64, since: SystemTime) -> Event {
     )
 }
 
-/// Appends `event` as one line in `format`, newline included.
-pub(super) fn format_event(out: &mut Vec<u8>, event: &Event, format: LogFormat) {
+/// Appends `event` as one line in `format`, newline included; JSON lines end with `fields`.
+pub(super) fn format_event(
+    out: &mut Vec<u8>,
+    event: &Event,
+    format: LogFormat,
+    fields: &LogFields,
+) {
     match format {
         LogFormat::Json => {
             let start = out.len();
@@ -152,6 +162,7 @@ pub(super) fn format_event(out: &mut Vec<u8>, event: &Event, format: LogFormat) 
                 out.truncate(start);
                 out.extend_from_slice(br#"{"event":"notice","msg":"unserializable event"}"#);
             }
+            fields::append(out, fields);
         }
         LogFormat::Text => {
             // supervisord's `2026-11-25 14:36:38,123 INFO msg`, from RFC 3339's
@@ -233,13 +244,13 @@ mod tests {
         let mut e = event(3);
         e.ts = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
         let mut out = Vec::new();
-        format_event(&mut out, &e, LogFormat::Text);
+        format_event(&mut out, &e, LogFormat::Text, &LogFields::EMPTY);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!("{}\n", e.to_text())
         );
         let mut out = Vec::new();
-        format_event(&mut out, &e, LogFormat::Json);
+        format_event(&mut out, &e, LogFormat::Json, &LogFields::EMPTY);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!("{}\n", e.to_json())

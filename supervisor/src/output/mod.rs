@@ -13,6 +13,7 @@
 //! the budget spent waits, stops reading, and the backpressure stays where it belongs: in the
 //! child's pipe.
 
+pub mod fields;
 mod file;
 pub mod log;
 mod reader;
@@ -26,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::net::unix::pipe;
@@ -34,6 +35,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::config::{LogFormat, LogTarget};
+use fields::LogFields;
 use file::RotatingFile;
 use reader::Route;
 use writer::{Mode, Reporter, Sink, StreamDest, Tag};
@@ -84,6 +86,8 @@ struct Inner {
     active: watch::Sender<usize>,
     /// The recent output of every program, for `supervisor tail`.
     rings: ring::Rings,
+    /// Extra fields on every JSON line (`--log-field`), set once at start.
+    fields: OnceLock<LogFields>,
 }
 
 impl Output {
@@ -126,8 +130,20 @@ impl Output {
                 failed: Arc::new(Mutex::new(HashSet::new())),
                 active: watch::Sender::new(0),
                 rings: ring::Rings::default(),
+                fields: OnceLock::new(),
             }),
         }
+    }
+
+    /// Adds `fields` to every JSON line written from now on (the supervisor's events and the
+    /// programs' forwarded lines); call once, before programs start. A second call is ignored.
+    pub fn set_log_fields(&self, fields: LogFields) {
+        let _ = self.inner.fields.set(fields);
+    }
+
+    fn fields(&self) -> &LogFields {
+        static NONE: LogFields = LogFields::EMPTY;
+        self.inner.fields.get().unwrap_or(&NONE)
     }
 
     /// The sink that writes the supervisor's own events (at or above `min_level`) to stdout,
@@ -142,6 +158,7 @@ impl Output {
             self.inner.format,
             min_level,
             metrics,
+            self.fields().clone(),
         ))
     }
 
@@ -162,11 +179,11 @@ impl Output {
             LogTarget::Discard => Route::Discard,
             LogTarget::Stdout => Route::Lines {
                 sink: self.inner.stdout.clone(),
-                tag: Arc::new(Tag::new(program, stream)),
+                tag: Arc::new(Tag::new(program, stream, self.fields())),
             },
             LogTarget::Stderr => Route::Lines {
                 sink: self.inner.stderr.clone(),
-                tag: Arc::new(Tag::new(program, stream)),
+                tag: Arc::new(Tag::new(program, stream, self.fields())),
             },
             LogTarget::File {
                 path,
@@ -176,7 +193,7 @@ impl Output {
                 let sink = self.file_sink(program, path, *max_bytes, *backups);
                 Route::Lines {
                     sink,
-                    tag: Arc::new(Tag::new(program, stream)),
+                    tag: Arc::new(Tag::new(program, stream, self.fields())),
                 }
             }
         };

@@ -669,7 +669,7 @@ fn fit_writes_whole_lines_that_fit() {
 
 #[test]
 fn format_lines_json_pieces_and_text() {
-    let tag = Tag::new("we\"b", Stream::Stdout);
+    let tag = Tag::new("we\"b", Stream::Stdout, &super::fields::LogFields::EMPTY);
     let ts = SystemTime::UNIX_EPOCH + Duration::from_millis(1_500);
     let mut out = Vec::new();
     format_lines(

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use rustix::io::Errno;
 use tokio::sync::{oneshot, Semaphore};
 
+use super::fields::LogFields;
 use super::log::Queue;
 use super::{lock, Stream, BUDGET};
 use crate::config::LogFormat;
@@ -230,19 +231,22 @@ fn write_out(out: &mut Vec<u8>, held: &mut usize, budget: &Semaphore, dest: &mut
 
 /// What a writer needs to tag one stream's lines.
 pub(super) struct Tag {
-    /// `","program":"web","stream":"stdout","line":` — the JSON between the ts and the line.
+    /// `","program":"web","stream":"stdout","pod":"p","line":` — the JSON between the ts and
+    /// the line, `--log-field`s included.
     json_mid: Vec<u8>,
     /// `[web] `
     text_prefix: Vec<u8>,
 }
 
 impl Tag {
-    pub(super) fn new(program: &str, stream: Stream) -> Tag {
+    pub(super) fn new(program: &str, stream: Stream, fields: &LogFields) -> Tag {
         let mut json_mid = br#"","program":"#.to_vec();
         push_json_str(&mut json_mid, program);
         json_mid.extend_from_slice(br#","stream":""#);
         json_mid.extend_from_slice(stream.as_str().as_bytes());
-        json_mid.extend_from_slice(br#"","line":"#);
+        json_mid.push(b'"');
+        json_mid.extend_from_slice(fields.json());
+        json_mid.extend_from_slice(br#","line":"#);
         Tag {
             json_mid,
             text_prefix: format!("[{program}] ").into_bytes(),
