@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{signal_name, AutoRestart, ProgramSpec};
 use crate::engine::handle::{LastExit, ProgramStatus};
+use crate::engine::spawn::SpawnError;
 use crate::event::{Event, ExitCause, Kind, Level, State};
 
 /// How a process ended, as `waitid` reported it.
@@ -297,20 +298,18 @@ impl Program {
     /// Forking or exec'ing failed with `error`.
     pub fn spawn_failed(
         &mut self,
-        error: &std::io::Error,
+        error: &SpawnError,
         now: Instant,
         wall: SystemTime,
     ) -> Vec<Event> {
-        let what = if error.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "can't find command '{}'",
-                self.spec.command.first().map_or("", |s| s.as_str())
-            )
-        } else {
-            format!(
-                "couldn't exec {}: {error}",
-                self.spec.command.first().map_or("", |s| s.as_str())
-            )
+        // supervisord's sentence for a missing command; the others name the step that failed.
+        let what = match error {
+            SpawnError::Exec { program, source }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                format!("can't find command '{program}'")
+            }
+            other => other.to_string(),
         };
         self.last_exit = Some(LastExit {
             at: wall,
@@ -320,11 +319,7 @@ impl Program {
             signo: None,
             core_dumped: false,
             expected: false,
-            status: if error.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            },
+            status: error.shell_status(),
         });
         let from = self.state;
         self.backoff += 1;
@@ -336,7 +331,7 @@ impl Program {
             from,
             format!("spawnerr: {what}"),
         );
-        e.error = Some(error.to_string());
+        e.error = Some(error.os_error());
         e.cause = Some(ExitCause::SpawnFailed);
         // The status a shell reports for the same failure: 127 not found, 126 not executable.
         e.exit_code = self.last_exit.as_ref().map(|x| x.status);

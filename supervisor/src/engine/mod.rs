@@ -16,8 +16,10 @@ pub mod forensics;
 pub mod handle;
 pub mod machine;
 pub mod oom;
+pub mod pipes;
 pub mod signals;
 pub mod spawn;
+pub mod timers;
 pub mod wait;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -63,14 +65,17 @@ pub enum ProbeSetup {
 /// A program and the kernel objects of its current process.
 struct Slot {
     prog: Program,
-    /// The pidfd of the live process (shared with its watcher task).
-    pidfd: Option<Arc<AsyncFd<OwnedFd>>>,
+    /// The pidfd of the live process; the engine polls it itself (no watcher task), so it is
+    /// closed the moment the process is reaped.
+    pidfd: Option<AsyncFd<OwnedFd>>,
     /// Identifies the current process for its watcher's message (pids can be reused).
     serial: u64,
     /// The readiness check task of the current process (only while STARTING).
     ready_task: Option<tokio::task::JoinHandle<()>>,
     /// The health check task (only while RUNNING with a `health` setting).
     health_task: Option<tokio::task::JoinHandle<()>>,
+    /// The output pipes of the latest process, and a spawn waiting for them to close.
+    pipes: pipes::Pipes,
 }
 
 impl Slot {
@@ -81,6 +86,7 @@ impl Slot {
             serial: 0,
             ready_task: None,
             health_task: None,
+            pipes: pipes::Pipes::default(),
         }
     }
 }
@@ -89,7 +95,7 @@ impl Slot {
 struct Aux {
     serial: u64,
     pid: u32,
-    pidfd: Arc<AsyncFd<OwnedFd>>,
+    pidfd: AsyncFd<OwnedFd>,
     deadline: Instant,
     reply: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
@@ -111,8 +117,9 @@ pub struct Engine {
     shutdown_timeout: Duration,
     one_command: bool,
     is_pid1: bool,
-    exits_tx: mpsc::UnboundedSender<u64>,
-    exits_rx: mpsc::UnboundedReceiver<u64>,
+    /// Output pipes report here (by process serial) when they are closed.
+    pipes_tx: mpsc::UnboundedSender<u64>,
+    pipes_rx: mpsc::UnboundedReceiver<u64>,
     requests: mpsc::Receiver<Request>,
     next_serial: u64,
     shutdown: Option<Shutdown>,
@@ -141,7 +148,7 @@ impl Engine {
         output: Output,
     ) -> (Engine, EngineHandle) {
         let (req_tx, req_rx) = mpsc::channel(REQUEST_QUEUE);
-        let (exits_tx, exits_rx) = mpsc::unbounded_channel();
+        let (pipes_tx, pipes_rx) = mpsc::unbounded_channel();
         let (checks_tx, checks_rx) = mpsc::unbounded_channel();
         let mut probe_setup = setup.probe;
         let slots = setup
@@ -158,8 +165,8 @@ impl Engine {
             shutdown_timeout: setup.shutdown_timeout,
             one_command: setup.one_command,
             is_pid1: std::process::id() == 1,
-            exits_tx,
-            exits_rx,
+            pipes_tx,
+            pipes_rx,
             requests: req_rx,
             next_serial: 0,
             shutdown: None,
@@ -211,7 +218,8 @@ impl Engine {
             }
             let deadline = self.next_deadline();
             tokio::select! {
-                Some(serial) = self.exits_rx.recv() => self.on_pidfd_ready(serial),
+                serial = exited(&self.slots, &self.aux) => self.on_pidfd_ready(serial),
+                Some(serial) = self.pipes_rx.recv() => self.on_pipe_closed(serial),
                 sig = signals.recv() => match sig {
                     Ok(sig) => self.on_signal(sig),
                     Err(e) => self.notice(Level::Error, format!("reading signals failed: {e}")),
@@ -251,7 +259,8 @@ impl Engine {
         let programs = self
             .slots
             .iter()
-            .filter_map(|s| s.prog.deadline)
+            .flat_map(|s| [s.prog.deadline, s.pipes.deadline()])
+            .flatten()
             .chain(self.aux.iter().map(|a| a.deadline));
         let shutdown = self.shutdown.as_ref().map(|s| match s.orphans_termed {
             Some(t) if !s.orphans_killed => s.deadline.min(t + Duration::from_secs(2)),
@@ -277,9 +286,18 @@ impl Engine {
         }
     }
 
+    /// An output pipe of process `serial` is closed; a spawn waiting for it goes now.
+    fn on_pipe_closed(&mut self, serial: u64) {
+        if let Some(i) = self.slots.iter().position(|s| s.serial == serial) {
+            if self.slots[i].pipes.closed(serial) {
+                self.perform(i, vec![Action::Spawn]);
+            }
+        }
+    }
+
     /// Reaps slot `i`'s process if it has exited, and runs the state machine on it.
     fn reap_supervised(&mut self, i: usize) -> bool {
-        let Some(fd) = self.slots[i].pidfd.clone() else {
+        let Some(fd) = &self.slots[i].pidfd else {
             return false;
         };
         match wait::reap_pidfd(fd.get_ref().as_fd()) {
@@ -401,7 +419,8 @@ impl Engine {
     /// A critical program that is down for good stops the supervisor with its status.
     fn check_critical(&mut self, i: usize) {
         let p = &self.slots[i].prog;
-        if !p.spec.critical || self.shutdown.is_some() {
+        // A restart waiting for the old process's pipes is not "down for good".
+        if !p.spec.critical || self.shutdown.is_some() || self.slots[i].pipes.spawn_pending {
             return;
         }
         if matches!(p.state, State::Fatal | State::Exited) {
@@ -612,7 +631,7 @@ impl Engine {
             }
         };
         let afd = match watch_readable(child.pidfd) {
-            Ok(afd) => Arc::new(afd),
+            Ok(afd) => afd,
             Err(e) => {
                 let _ = reply.send(Err(format!("cannot watch the check process: {e}")));
                 return;
@@ -620,12 +639,6 @@ impl Engine {
         };
         self.next_serial += 1;
         let serial = self.next_serial;
-        let watched = afd.clone();
-        let tx = self.exits_tx.clone();
-        tokio::spawn(async move {
-            let _ = watched.readable().await;
-            let _ = tx.send(serial);
-        });
         self.aux.push(Aux {
             serial,
             pid: child.pid,
@@ -728,6 +741,7 @@ impl Engine {
                 handle::Control::Start => (vec![], self.slots[i].prog.start()),
                 handle::Control::Stop => {
                     self.slots[i].prog.waiting = false;
+                    self.slots[i].pipes.cancel_spawn();
                     self.slots[i].prog.stop(now, AfterStop::Stay)
                 }
                 handle::Control::Restart => self.slots[i].prog.stop(now, AfterStop::Start),
@@ -750,6 +764,21 @@ impl Engine {
             a.deadline = now + Duration::from_secs(3600);
         }
         for i in 0..self.slots.len() {
+            let held = self.slots[i].pipes.timer(now);
+            if held > 0 {
+                let p = &self.slots[i].prog;
+                let e = p.event(
+                    Level::Debug,
+                    Kind::Notice,
+                    p.state,
+                    format!(
+                        "closing {held} output pipe(s) of {}'s previous process: still open {}s after the next start was due (a process it left running holds them)",
+                        p.spec.name,
+                        pipes::DRAIN_GRACE.as_secs_f64()
+                    ),
+                );
+                self.bus.emit(e);
+            }
             if self.slots[i].prog.deadline.is_some_and(|d| d <= now) {
                 let (events, actions) = self.slots[i].prog.timer(now);
                 if self.slots[i].prog.killed && self.shutdown.is_some() {
@@ -797,6 +826,13 @@ impl Engine {
     fn spawn(&mut self, i: usize) {
         let now = Instant::now();
         let wall = SystemTime::now();
+        // The previous process's pipes are closed first (see `pipes`): bounded per program.
+        if self.slots[i].pipes.hold_spawn(now) {
+            return;
+        }
+        if let Some(t) = self.slots[i].ready_task.take() {
+            t.abort();
+        }
         let spec = &self.slots[i].prog.spec;
         // Subscribe to the output before the program can write its first line.
         let log_watch = match &spec.ready {
@@ -812,20 +848,21 @@ impl Engine {
         let notify = match &spec.ready {
             Some(config::check::Check::Notify) => {
                 match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
-                    Ok(pair) => Some(pair),
-                    Err(e) => {
-                        self.notice(
-                            Level::Error,
-                            format!("cannot create the readiness pipe of {}: {e}", spec.name),
-                        );
-                        None
-                    }
+                    Ok(pair) => Ok(Some(pair)),
+                    Err(e) => Err(spawn::SpawnError::Resources {
+                        what: "the readiness (notify) pipe",
+                        source: e.into(),
+                    }),
                 }
             }
-            _ => None,
+            _ => Ok(None),
         };
-        match spawn::spawn_with(&self.slots[i].prog.spec, notify.as_ref().map(|(_, w)| w)) {
-            Ok(child) => {
+        let spawned = notify.and_then(|notify| {
+            spawn::spawn_with(&self.slots[i].prog.spec, notify.as_ref().map(|(_, w)| w))
+                .map(|child| (child, notify))
+        });
+        match spawned {
+            Ok((child, notify)) => {
                 self.next_serial += 1;
                 let serial = self.next_serial;
                 let name = self.slots[i].prog.spec.name.clone();
@@ -850,27 +887,27 @@ impl Engine {
                     _ => None,
                 };
                 match watch_readable(child.pidfd) {
-                    Ok(afd) => {
-                        let afd = Arc::new(afd);
-                        let watched = afd.clone();
-                        let tx = self.exits_tx.clone();
-                        tokio::spawn(async move {
-                            // A pidfd becomes readable when the process exits.
-                            let _ = watched.readable().await;
-                            let _ = tx.send(serial);
-                        });
-                        self.slots[i].pidfd = Some(afd);
-                    }
+                    Ok(afd) => self.slots[i].pidfd = Some(afd),
                     Err(e) => self.notice(Level::Error, format!("cannot watch pid {} of {name}: {e}; its exit will be noticed through SIGCHLD", child.pid)),
                 }
                 self.slots[i].serial = serial;
-                if let Some(fd) = child.stdout {
-                    self.output
-                        .attach(&name, Stream::Stdout, fd, &self.slots[i].prog.spec.stdout);
-                }
-                if let Some(fd) = child.stderr {
-                    self.output
-                        .attach(&name, Stream::Stderr, fd, &self.slots[i].prog.spec.stderr);
+                for (stream, fd) in [
+                    (Stream::Stdout, child.stdout),
+                    (Stream::Stderr, child.stderr),
+                ] {
+                    let Some(fd) = fd else { continue };
+                    let spec = &self.slots[i].prog.spec;
+                    let target = match stream {
+                        Stream::Stdout => &spec.stdout,
+                        Stream::Stderr => &spec.stderr,
+                    };
+                    let tx = self.pipes_tx.clone();
+                    let handle = self
+                        .output
+                        .attach_watched(&name, stream, fd, target, move || {
+                            let _ = tx.send(serial);
+                        });
+                    self.slots[i].pipes.attached(serial, handle);
                 }
                 if let Err(e) = self.forensics.watch(child.pid) {
                     self.notice(
@@ -895,7 +932,7 @@ impl Engine {
     /// Sends `signo` to slot `i`'s live process through its pidfd, or to its process group
     /// (which exists as long as the leader is unreaped, and it is: we hold its pid).
     fn send_signal(&mut self, i: usize, signo: i32, group: bool) {
-        let (Some(pid), Some(fd)) = (self.slots[i].prog.pid, self.slots[i].pidfd.clone()) else {
+        let (Some(pid), Some(fd)) = (self.slots[i].prog.pid, self.slots[i].pidfd.as_ref()) else {
             return;
         };
         let Some(sig) = rustix::process::Signal::from_named_raw(signo) else {
@@ -1103,6 +1140,7 @@ impl Engine {
         }
         for s in &mut self.slots {
             s.prog.waiting = false;
+            s.pipes.cancel_spawn();
         }
         // Dependents stop before what they depend on; among the programs free to stop, the
         // highest priority goes first.
@@ -1232,6 +1270,29 @@ async fn probe_arrives(
         Some(rx) => rx.await.ok().flatten(),
         None => std::future::pending().await,
     }
+}
+
+/// The serial of a watched process (program or check) whose pidfd became readable: it exited.
+/// Polled by the engine itself, so a pidfd needs no task and is closed as soon as it is reaped.
+async fn exited(slots: &[Slot], aux: &[Aux]) -> u64 {
+    std::future::poll_fn(|cx| {
+        let fds = slots
+            .iter()
+            .filter_map(|s| s.pidfd.as_ref().map(|fd| (s.serial, fd)))
+            .chain(aux.iter().map(|a| (a.serial, &a.pidfd)));
+        for (serial, fd) in fds {
+            if let std::task::Poll::Ready(ready) = fd.poll_read_ready(cx) {
+                // The readiness is taken: a reap that finds nothing (the SIGCHLD path got there
+                // first) must not make this branch fire again and again.
+                if let Ok(mut guard) = ready {
+                    guard.clear_ready();
+                }
+                return std::task::Poll::Ready(serial);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -4,11 +4,18 @@
 //! The pidfd is opened right after `fork` returns, in the engine task, before anything could
 //! reap the child (only the engine reaps, and it is busy here), so the pidfd always refers to
 //! our child.
+//!
+//! Both spawn paths (posix_spawn, and fork + exec when the user, umask, directory or PATH
+//! change) take their environment from one builder, [`environment`]. A failure says which step
+//! failed ([`SpawnError`]): the supervisor's own resources (a pipe or pidfd it could not
+//! allocate), the working directory, the user, or the exec itself.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use nix::unistd::{Gid, Uid, User};
@@ -52,6 +59,91 @@ pub fn resolve_user(user: &str) -> io::Result<Credentials> {
     })
 }
 
+/// Why a spawn failed, by the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The supervisor itself could not allocate what a spawn needs (a pipe, a pidfd, the
+    /// process): not the program's fault.
+    #[error("the supervisor could not create {what}: {source}{hint}", hint = resource_hint(source))]
+    Resources {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The working directory (`directory=`) could not be entered.
+    #[error("couldn't chdir to {}: {source}", path.display())]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The user (`user=`) does not exist or could not be switched to.
+    #[error("couldn't run as user '{user}': {reason}")]
+    User { user: String, reason: String },
+    /// The command could not be executed (not found, not executable, ...).
+    #[error("couldn't exec {program}: {source}")]
+    Exec {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SpawnError {
+    /// The status a shell reports for the same failure: 127 when the command is not found,
+    /// 126 otherwise.
+    pub fn shell_status(&self) -> i32 {
+        match self {
+            SpawnError::Exec { source, .. } if source.kind() == io::ErrorKind::NotFound => 127,
+            _ => 126,
+        }
+    }
+
+    /// The OS error behind it, as text (for the event's `error` field).
+    pub fn os_error(&self) -> String {
+        match self {
+            SpawnError::Resources { source, .. }
+            | SpawnError::Directory { source, .. }
+            | SpawnError::Exec { source, .. } => source.to_string(),
+            SpawnError::User { reason, .. } => reason.clone(),
+        }
+    }
+
+    fn resources(what: &'static str) -> impl FnOnce(io::Error) -> SpawnError {
+        move |source| SpawnError::Resources { what, source }
+    }
+}
+
+/// Out of descriptors (the process's or the system's): what the limit is and what to do.
+fn resource_hint(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => {
+            let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+            format!(
+                " (EMFILE: the supervisor has RLIMIT_NOFILE {} (hard {}) open files; raise it, \
+                 e.g. `ulimit -n 65536` before starting it or `docker run --ulimit \
+                 nofile=65536:65536`)",
+                show(lim.current),
+                show(lim.maximum)
+            )
+        }
+        Some(libc::ENFILE) => " (ENFILE: the system-wide file limit, fs.file-max, is reached)".into(),
+        Some(libc::EAGAIN) | Some(libc::ENOMEM) => {
+            " (the process or memory limit is reached: RLIMIT_NPROC, pids.max of the cgroup, or memory)".into()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Whether an error is the supervisor running out of something rather than the program's own.
+fn is_resource_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
+
 /// A freshly started process.
 #[derive(Debug)]
 pub struct Spawned {
@@ -62,8 +154,8 @@ pub struct Spawned {
     pub stderr: Option<OwnedFd>,
 }
 
-/// Forks and execs `spec`. Errors are the OS's (ENOENT, EACCES, a bad user, ...).
-pub fn spawn(spec: &ProgramSpec) -> io::Result<Spawned> {
+/// Forks and execs `spec`.
+pub fn spawn(spec: &ProgramSpec) -> Result<Spawned, SpawnError> {
     spawn_with(spec, None)
 }
 
@@ -72,30 +164,85 @@ pub const READY_FD: i32 = 3;
 
 /// Like [`spawn`]; `ready_fd` (the write end of a pipe) is given to the program as fd
 /// [`READY_FD`], named in `$SUPERVISOR_READY_FD`.
-pub fn spawn_with(spec: &ProgramSpec, ready_fd: Option<&OwnedFd>) -> io::Result<Spawned> {
+pub fn spawn_with(spec: &ProgramSpec, ready_fd: Option<&OwnedFd>) -> Result<Spawned, SpawnError> {
     let Some((program, args)) = spec.command.split_first() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+        return Err(SpawnError::Exec {
+            program: String::new(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
+        });
     };
-    let (stdout_r, stdout_w) = pipe_for(&spec.stdout)?;
+    let exec_error = |source: io::Error| {
+        if is_resource_error(&source) {
+            SpawnError::Resources {
+                what: "the process",
+                source,
+            }
+        } else {
+            SpawnError::Exec {
+                program: program.clone(),
+                source,
+            }
+        }
+    };
+    let (stdout_r, stdout_w) =
+        pipe_for(&spec.stdout).map_err(SpawnError::resources("the stdout pipe"))?;
     let (stderr_r, stderr_w) = if spec.redirect_stderr {
-        (None, stdout_w.as_ref().map(|w| w.try_clone()).transpose()?)
+        let w = stdout_w.as_ref().map(|w| w.try_clone()).transpose();
+        (None, w.map_err(SpawnError::resources("the stderr pipe"))?)
     } else {
-        pipe_for(&spec.stderr)?
+        pipe_for(&spec.stderr).map_err(SpawnError::resources("the stderr pipe"))?
     };
+    let creds = match spec.user.as_deref() {
+        Some(user) => Some(resolve_user(user).map_err(|e| SpawnError::User {
+            user: user.to_string(),
+            reason: e.to_string(),
+        })?),
+        None => None,
+    };
+    let env = environment(spec, ready_fd.is_some(), creds.as_ref());
     let pid = if can_posix_spawn(spec) {
         posix_spawn(
-            spec,
             program,
             args,
+            &env,
             stdout_w.as_ref(),
             stderr_w.as_ref(),
             ready_fd,
-        )?
+        )
+        .map_err(exec_error)?
     } else {
-        fork_exec(spec, program, args, stdout_w, stderr_w, ready_fd)?
+        fork_exec(
+            spec, program, args, env, creds, stdout_w, stderr_w, ready_fd,
+        )
+        .map_err(|source| match stage_of(&source) {
+            Some((STAGE_CHDIR, errno)) => SpawnError::Directory {
+                path: spec.directory.clone().unwrap_or_default(),
+                source: io::Error::from_raw_os_error(errno),
+            },
+            Some((_, errno)) => SpawnError::User {
+                user: spec.user.clone().unwrap_or_default(),
+                reason: io::Error::from_raw_os_error(errno).to_string(),
+            },
+            None => exec_error(source),
+        })?
     };
-    let raw = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("spawn returned pid 0"))?;
-    let pidfd = pidfd_open(raw, PidfdFlags::empty()).map_err(io::Error::from)?;
+    let pidfd = match Pid::from_raw(pid as i32).map(|raw| pidfd_open(raw, PidfdFlags::empty())) {
+        Some(Ok(fd)) => fd,
+        failed => {
+            // The child runs, but cannot be watched: kill it (it is our unreaped child, so its
+            // pid is still its own); it is reaped as an orphan.
+            // SAFETY: plain kill(2) on our own unreaped child.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let source = match failed {
+                Some(Err(e)) => e.into(),
+                _ => io::Error::other("spawn returned pid 0"),
+            };
+            return Err(SpawnError::Resources {
+                what: "a pidfd for the new process",
+                source,
+            });
+        }
+    };
     Ok(Spawned {
         pid,
         pidfd,
@@ -104,17 +251,39 @@ pub fn spawn_with(spec: &ProgramSpec, ready_fd: Option<&OwnedFd>) -> io::Result<
     })
 }
 
-/// The environment variables the supervisor adds for a program (as supervisord does).
-fn supervisor_env(spec: &ProgramSpec, ready_fd: Option<&OwnedFd>) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("SUPERVISOR_ENABLED".to_string(), "1".to_string()),
-        ("SUPERVISOR_PROCESS_NAME".to_string(), spec.name.clone()),
-    ];
+/// The whole environment of a program, for every spawn path: the supervisor's own, then what
+/// supervisord adds (`SUPERVISOR_ENABLED`, `SUPERVISOR_PROCESS_NAME`, `SUPERVISOR_GROUP_NAME`),
+/// then `HOME`, `USER` and `LOGNAME` of `user=`, then the program's `environment`; a later
+/// entry replaces an earlier one of the same name. `SUPERVISOR_READY_FD` (for `ready =
+/// "notify"`) comes last, so that nothing can hide the readiness pipe.
+pub fn environment(
+    spec: &ProgramSpec,
+    ready_fd: bool,
+    creds: Option<&Credentials>,
+) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut set = |k: &str, v: &str| {
+        let (k, v) = (OsString::from(k), OsString::from(v));
+        match env.iter_mut().find(|(ek, _)| *ek == k) {
+            Some(slot) => slot.1 = v,
+            None => env.push((k, v)),
+        }
+    };
+    set("SUPERVISOR_ENABLED", "1");
+    set("SUPERVISOR_PROCESS_NAME", &spec.name);
     if let Some(group) = &spec.group {
-        env.push(("SUPERVISOR_GROUP_NAME".to_string(), group.clone()));
+        set("SUPERVISOR_GROUP_NAME", group);
     }
-    if ready_fd.is_some() {
-        env.push(("SUPERVISOR_READY_FD".to_string(), READY_FD.to_string()));
+    if let Some(c) = creds {
+        set("HOME", &c.home);
+        set("USER", &c.name);
+        set("LOGNAME", &c.name);
+    }
+    for (k, v) in &spec.environment {
+        set(k, v);
+    }
+    if ready_fd {
+        set("SUPERVISOR_READY_FD", &READY_FD.to_string());
     }
     env
 }
@@ -134,9 +303,9 @@ fn cstring(s: impl Into<Vec<u8>>) -> io::Result<CString> {
 }
 
 fn posix_spawn(
-    spec: &ProgramSpec,
     program: &str,
     args: &[String],
+    env: &[(OsString, OsString)],
     stdout: Option<&OwnedFd>,
     stderr: Option<&OwnedFd>,
     ready_fd: Option<&OwnedFd>,
@@ -144,7 +313,6 @@ fn posix_spawn(
     use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
     use nix::sys::signal::SigSet;
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
 
     let mut attr = PosixSpawnAttr::init()?;
     // Start with no signal blocked (the supervisor blocks the ones it reads through signalfd)
@@ -186,61 +354,66 @@ fn posix_spawn(
     if let Some(w) = ready_fd {
         actions.add_dup2(w.as_raw_fd(), READY_FD)?;
     }
-    let extra: Vec<(String, String)> = supervisor_env(spec, ready_fd)
-        .into_iter()
-        .chain(spec.environment.iter().cloned())
-        .collect();
-    let mut envp = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        if !extra.iter().any(|(ek, _)| ek.as_bytes() == k.as_bytes()) {
-            let mut kv = k.as_bytes().to_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            envp.push(cstring(kv)?);
-        }
-    }
-    for (k, v) in &extra {
-        envp.push(cstring(format!("{k}={v}"))?);
+    let mut envp = Vec::with_capacity(env.len());
+    for (k, v) in env {
+        let mut kv = k.as_bytes().to_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        envp.push(cstring(kv)?);
     }
     let pid = nix::spawn::posix_spawnp(&argv[0], &actions, &attr, &argv, &envp)?;
     Ok(pid.as_raw() as u32)
 }
 
-/// fork + exec through std, with a pre-exec hook for the user, umask and signal mask.
+/// Errors of the steps before exec in the child come back tagged with their step (std passes
+/// the child's errno through as is), so the parent can tell a bad directory from a missing
+/// command: `STAGE | errno`.
+const STAGE_SHIFT: i32 = 20;
+const STAGE_CHDIR: i32 = 1;
+const STAGE_USER: i32 = 2;
+
+fn staged(stage: i32, e: io::Error) -> io::Error {
+    io::Error::from_raw_os_error((stage << STAGE_SHIFT) | e.raw_os_error().unwrap_or(libc::EINVAL))
+}
+
+/// The step and errno of a tagged child error; `None` for a plain one (from exec itself).
+fn stage_of(e: &io::Error) -> Option<(i32, i32)> {
+    let raw = e.raw_os_error()?;
+    let stage = raw >> STAGE_SHIFT;
+    matches!(stage, STAGE_CHDIR | STAGE_USER).then_some((stage, raw & ((1 << STAGE_SHIFT) - 1)))
+}
+
+/// fork + exec through std, with a pre-exec hook for the directory, user, umask and signal
+/// mask.
+#[allow(clippy::too_many_arguments)]
 fn fork_exec(
     spec: &ProgramSpec,
     program: &str,
     args: &[String],
+    env: Vec<(OsString, OsString)>,
+    creds: Option<Credentials>,
     stdout_w: Option<OwnedFd>,
     stderr_w: Option<OwnedFd>,
     ready_fd: Option<&OwnedFd>,
 ) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     let ready_raw = ready_fd.map(|w| w.as_raw_fd());
-    let creds = spec.user.as_deref().map(resolve_user).transpose()?;
+    let dir = spec
+        .directory
+        .as_ref()
+        .map(|d| cstring(d.as_os_str().as_bytes()))
+        .transpose()?;
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).process_group(0);
-    cmd.env("SUPERVISOR_ENABLED", "1")
-        .env("SUPERVISOR_PROCESS_NAME", &spec.name);
-    if let Some(group) = &spec.group {
-        cmd.env("SUPERVISOR_GROUP_NAME", group);
-    }
-    if let Some(c) = &creds {
-        cmd.env("HOME", &c.home)
-            .env("USER", &c.name)
-            .env("LOGNAME", &c.name);
-    }
-    cmd.envs(spec.environment.iter().map(|(k, v)| (k, v)));
-    if let Some(dir) = &spec.directory {
-        cmd.current_dir(dir);
-    }
+    // The environment is complete (PATH included, which std then uses to find `program`).
+    cmd.env_clear().envs(env);
     cmd.stdout(stdout_w.map_or_else(Stdio::null, Stdio::from));
     cmd.stderr(stderr_w.map_or_else(Stdio::null, Stdio::from));
 
     let umask = spec.umask;
     // SAFETY: the closure runs in the child between fork and exec. It only makes
-    // async-signal-safe system calls (sigprocmask, umask, setgroups, setgid, setuid) on data
-    // prepared before the fork; it does not allocate or take locks.
+    // async-signal-safe system calls (sigprocmask, dup2, chdir, umask, setgroups, setgid,
+    // setuid) on data prepared before the fork; it does not allocate or take locks.
     unsafe {
         cmd.pre_exec(move || {
             // The supervisor blocks the signals it reads through signalfd; the program must
@@ -256,13 +429,19 @@ fn fork_exec(
                     return Err(io::Error::last_os_error());
                 }
             }
+            if let Some(dir) = &dir {
+                if libc::chdir(dir.as_ptr()) < 0 {
+                    return Err(staged(STAGE_CHDIR, io::Error::last_os_error()));
+                }
+            }
             if let Some(mask) = umask {
                 libc::umask(mask as libc::mode_t);
             }
             if let Some(c) = &creds {
-                nix::unistd::setgroups(&c.groups)?;
-                nix::unistd::setgid(c.gid)?;
-                nix::unistd::setuid(c.uid)?;
+                let user = |e: nix::Error| staged(STAGE_USER, e.into());
+                nix::unistd::setgroups(&c.groups).map_err(user)?;
+                nix::unistd::setgid(c.gid).map_err(user)?;
+                nix::unistd::setuid(c.uid).map_err(user)?;
             }
             Ok(())
         });

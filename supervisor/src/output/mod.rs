@@ -12,6 +12,11 @@
 //! by the reader before it sends and given back by the writer after it wrote. A reader that finds
 //! the budget spent waits, stops reading, and the backpressure stays where it belongs: in the
 //! child's pipe.
+//!
+//! A pipe's read end lives exactly as long as its reader task: it is closed at EOF (before the
+//! last lines are flushed), on a read error, or when its owner closes it ([`Attached::close`]);
+//! then the `on_closed` callback of [`Output::attach_watched`] runs, once. The engine uses that to
+//! bound what a crash-looping program holds (see `engine`'s module doc).
 
 pub mod fields;
 mod file;
@@ -175,6 +180,21 @@ impl Output {
     /// to `target`, until EOF. Spawns a tokio task; returns at once. `program` is the process
     /// name used as tag.
     pub fn attach(&self, program: &str, stream: Stream, pipe: OwnedFd, target: &LogTarget) {
+        let _ = self.attach_watched(program, stream, pipe, target, || {});
+    }
+
+    /// Like [`Output::attach`]; `on_closed` runs once the read end is closed — at EOF, on a read
+    /// error, after [`Attached::close`], or at once if the pipe could not be watched — so the
+    /// owner of the process can tell when its pipes are gone. The returned handle closes the pipe
+    /// on request (`None` when it is closed already).
+    pub fn attach_watched(
+        &self,
+        program: &str,
+        stream: Stream,
+        pipe: OwnedFd,
+        target: &LogTarget,
+        on_closed: impl FnOnce() + Send + 'static,
+    ) -> Option<Attached> {
         let route = match target {
             LogTarget::Discard => Route::Discard,
             LogTarget::Stdout => Route::Lines {
@@ -197,6 +217,7 @@ impl Output {
                 }
             }
         };
+        let closed = reader::Closed::new(on_closed);
         let Some(runtime) = self
             .inner
             .runtime
@@ -204,7 +225,7 @@ impl Output {
             .or_else(|| Handle::try_current().ok())
         else {
             self.report(program, "no tokio runtime to read the output pipe on", None);
-            return;
+            return None;
         };
         // A pipe left blocking would stall the whole runtime on its first empty read.
         if let Err(e) = rustix::io::ioctl_fionbio(&pipe, true) {
@@ -213,7 +234,7 @@ impl Output {
                 stream.as_str()
             );
             self.report(program, &msg, Some(&e.into()));
-            return;
+            return None;
         }
         let rx = {
             let _entered = runtime.enter();
@@ -229,16 +250,19 @@ impl Output {
                     stream.as_str()
                 );
                 self.report(program, &msg, Some(&e));
-                return;
+                return None;
             }
         };
         self.inner.active.send_modify(|n| *n += 1);
         let active = ActiveGuard(self.inner.active.clone());
         let tap = self.inner.rings.get(program, stream);
-        runtime.spawn(async move {
-            reader::pump(rx, route, Some(tap)).await;
+        let task = runtime.spawn(async move {
+            reader::pump(reader::Owned::new(rx, closed), route, Some(tap)).await;
             drop(active);
         });
+        Some(Attached {
+            task: task.abort_handle(),
+        })
     }
 
     /// The last `max` bytes `program` wrote on `stream` (at most [`ring::RING_BYTES`]) and a
@@ -331,6 +355,20 @@ impl Output {
 
     fn report(&self, program: &str, msg: &str, error: Option<&std::io::Error>) {
         self.reporter(program).error(msg, error);
+    }
+}
+
+/// An attached pipe, read by its own task. Dropping the handle leaves the reader running.
+pub struct Attached {
+    task: tokio::task::AbortHandle,
+}
+
+impl Attached {
+    /// Closes the read end now, even before EOF: what the writer still writes gets EPIPE, and
+    /// what is in the pipe or not yet handed to the writer is dropped. The `on_closed` callback
+    /// runs once the runtime has dropped the reader (at its next turn).
+    pub fn close(&self) {
+        self.task.abort();
     }
 }
 

@@ -41,13 +41,56 @@ pub(super) struct Piece {
     pub(super) partial: bool,
 }
 
-/// Reads `rx` until EOF (or an error, e.g. EIO from a tty) and sends its lines along `route`;
-/// every chunk read is also recorded in `tap` (for `tail`), which never waits.
-pub(super) async fn pump(rx: pipe::Receiver, route: Route, tap: Option<Arc<Ring>>) {
+/// Runs a callback once, when dropped: on every path out of a reader, cancellation included.
+pub(super) struct Closed(Option<Box<dyn FnOnce() + Send>>);
+
+impl Closed {
+    pub(super) fn new(f: impl FnOnce() + Send + 'static) -> Closed {
+        Closed(Some(Box::new(f)))
+    }
+}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// A pipe's read end and the callback to run once it is closed; dropping it closes the fd
+/// first, then runs the callback (fields drop in declaration order).
+pub(super) struct Owned {
+    rx: Option<pipe::Receiver>,
+    closed: Closed,
+}
+
+impl Owned {
+    pub(super) fn new(rx: pipe::Receiver, closed: Closed) -> Owned {
+        Owned {
+            rx: Some(rx),
+            closed,
+        }
+    }
+
+    /// Closes the read end now.
+    fn close(&mut self) {
+        self.rx = None;
+        if let Some(f) = self.closed.0.take() {
+            f();
+        }
+    }
+}
+
+/// Reads `pipe` until EOF (or an error, e.g. EIO from a tty) and sends its lines along `route`;
+/// every chunk read is also recorded in `tap` (for `tail`), which never waits. The read end is
+/// closed as soon as EOF is read, before the last lines are flushed.
+pub(super) async fn pump(mut pipe: Owned, route: Route, tap: Option<Arc<Ring>>) {
     // The start of a line whose end has not been read yet.
     let mut pending = Vec::new();
     let mut pieces = Vec::new();
     loop {
+        let Some(rx) = pipe.rx.as_ref() else { break };
         if rx.readable().await.is_err() {
             break;
         }
@@ -77,6 +120,7 @@ pub(super) async fn pump(rx: pipe::Receiver, route: Route, tap: Option<Arc<Ring>
         }
         send(&route, ts, &mut pieces).await;
     }
+    pipe.close();
     if let Route::Lines { sink, .. } = &route {
         // The last line, even without its newline.
         if !pending.is_empty() {

@@ -192,6 +192,64 @@ fn quick_exits_back_off_with_growing_delay_then_fatal() {
     assert_eq!(p.restarts, 3);
 }
 
+fn exec_error(errno: i32) -> SpawnError {
+    SpawnError::Exec {
+        program: "/bin/true".into(),
+        source: std::io::Error::from_raw_os_error(errno),
+    }
+}
+
+#[test]
+fn spawn_errors_name_the_step_that_failed() {
+    let (now, wall) = t0();
+    let cases = [
+        (
+            SpawnError::Directory {
+                path: "/no/such/dir".into(),
+                source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            },
+            "spawnerr: couldn't chdir to /no/such/dir: No such file or directory (os error 2)",
+            126,
+        ),
+        (
+            SpawnError::User {
+                user: "nosuchuser".into(),
+                reason: "no such user 'nosuchuser'".into(),
+            },
+            "spawnerr: couldn't run as user 'nosuchuser': no such user 'nosuchuser'",
+            126,
+        ),
+        (
+            exec_error(libc::ENOENT),
+            "spawnerr: can't find command '/bin/true'",
+            127,
+        ),
+    ];
+    for (err, msg, status) in cases {
+        let mut p = Program::new(spec());
+        p.start();
+        let ev = p.spawn_failed(&err, now, wall);
+        assert_eq!(ev[0].msg, msg);
+        assert_eq!(ev[0].exit_code, Some(status));
+    }
+    let mut p = Program::new(spec());
+    p.start();
+    let err = SpawnError::Resources {
+        what: "the stdout pipe",
+        source: std::io::Error::from_raw_os_error(libc::EMFILE),
+    };
+    let ev = p.spawn_failed(&err, now, wall);
+    let msg = &ev[0].msg;
+    assert!(
+        msg.starts_with(
+            "spawnerr: the supervisor could not create the stdout pipe: Too many open files"
+        ) && msg.contains("RLIMIT_NOFILE")
+            && msg.contains("ulimit -n")
+            && !msg.contains("couldn't exec"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn spawn_failure_backs_off_then_fatal_with_os_error() {
     let (mut now, wall) = t0();
@@ -199,7 +257,7 @@ fn spawn_failure_backs_off_then_fatal_with_os_error() {
     s.startretries = 1;
     let mut p = Program::new(s);
     p.start();
-    let err = std::io::Error::from_raw_os_error(libc::ENOENT);
+    let err = exec_error(libc::ENOENT);
     let ev = p.spawn_failed(&err, now, wall);
     assert_eq!(kinds(&ev), vec![Kind::SpawnFailed]);
     assert_eq!(ev[0].msg, "spawnerr: can't find command '/bin/true'");
@@ -207,7 +265,7 @@ fn spawn_failure_backs_off_then_fatal_with_os_error() {
     assert_eq!(p.state, State::Backoff);
     now = p.deadline.unwrap();
     assert_eq!(p.timer(now).1, vec![Action::Spawn]);
-    let ev = p.spawn_failed(&std::io::Error::from_raw_os_error(libc::EACCES), now, wall);
+    let ev = p.spawn_failed(&exec_error(libc::EACCES), now, wall);
     assert_eq!(kinds(&ev), vec![Kind::SpawnFailed, Kind::Fatal]);
     assert!(ev[0]
         .msg
