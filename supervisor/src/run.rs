@@ -90,8 +90,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .or(cfg.settings.log_format)
         .unwrap_or_default();
     let shutdown_timeout = match args.shutdown_timeout {
-        Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
-        Some(s) => bail!("--shutdown-timeout {s}: must be a positive number of seconds"),
+        Some(s) => match config::expand::seconds(s) {
+            Ok(d) if !d.is_zero() => d,
+            _ => bail!(
+                "--shutdown-timeout {s}: must be a number of seconds above 0 and at most {} (one year)",
+                config::expand::MAX_SECONDS
+            ),
+        },
         None => cfg
             .settings
             .shutdown_timeout

@@ -439,11 +439,12 @@ fn clock(secs: f64) -> String {
 }
 
 fn action(verb: &str, a: &ActionArgs) -> Result<u8> {
-    if !(a.timeout.is_finite() && a.timeout > 0.0) {
+    let max = crate::control::api::MAX_WAIT.as_secs_f64();
+    if !(a.timeout > 0.0 && a.timeout <= max) {
         return Err(Failure {
             code: EXIT_BAD_REQUEST,
             msg: format!(
-                "--timeout {}: expected a positive number of seconds",
+                "--timeout {}: expected a number of seconds above 0 and at most {max}",
                 a.timeout
             ),
         });
@@ -454,7 +455,7 @@ fn action(verb: &str, a: &ActionArgs) -> Result<u8> {
         timeout_s: Some(a.timeout),
     };
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    let read_timeout = Duration::from_secs_f64(a.timeout.min(86_400.0) + 30.0);
+    let read_timeout = Duration::from_secs_f64(a.timeout.min(max) + 30.0);
     let text = exchange(
         &a.conn,
         "POST",

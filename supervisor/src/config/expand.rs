@@ -1105,6 +1105,34 @@ pub fn parse_byte_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not allowed; use a number of bytes like 1024, 10KB, 50MB or 1GB (0: no limit)"))
 }
 
+/// A user to run as, checked as supervisord checks it when it reads the file (`name_to_uid`): a
+/// name must be in the user database, a number must be the uid of one of its users.
+pub fn check_user(user: &str) -> Result<(), String> {
+    use nix::unistd::{Uid, User};
+    const FIX: &str =
+        "create the user in the image (e.g. useradd --system NAME) or name an existing one";
+    if user.is_empty() {
+        return Err("the user is empty; give a user name or uid".into());
+    }
+    let found = match user.trim().parse::<i64>() {
+        Ok(uid) => match u32::try_from(uid) {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+            Err(_) => Ok(None),
+        },
+        Err(_) => User::from_name(user),
+    };
+    match found {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) if user.trim().parse::<i64>().is_ok() => Err(format!(
+            "invalid user id {user}: no user has this uid in the user database (/etc/passwd); {FIX}"
+        )),
+        Ok(None) => Err(format!(
+            "invalid user name {user}: there is no such user in the user database (/etc/passwd); {FIX}"
+        )),
+        Err(e) => Err(format!("the user {user} could not be looked up: {e}")),
+    }
+}
+
 /// `autorestart`: a boolean or `unexpected`.
 pub fn parse_autorestart(s: &str) -> Result<AutoRestart, String> {
     if s.trim().eq_ignore_ascii_case("unexpected") {
@@ -1151,15 +1179,61 @@ pub fn parse_exitcodes(s: &str) -> Result<Vec<i32>, String> {
         .collect()
 }
 
-/// A number of seconds (may be fractional), at least 0.
+/// The longest duration any setting may give (config, command line, control request): one
+/// year. Longer values are refused where they are parsed, so that no deadline computed from
+/// them (`now + duration`) can overflow.
+pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
+/// The largest count any setting may give (`startretries`, `health_retries`, log backups).
+pub const MAX_COUNT: u32 = 1_000_000;
+
+/// The allowed range of durations, for messages.
+pub fn seconds_range() -> String {
+    format!("from 0 to {MAX_SECONDS} (one year)")
+}
+
+/// A number of seconds (may be fractional), from 0 to [`MAX_SECONDS`].
 pub fn seconds(secs: f64) -> Result<Duration, String> {
-    if secs < 0.0 {
+    if !(0.0..=MAX_SECONDS as f64).contains(&secs) {
         return Err(format!(
-            "{secs} is not allowed; use a number of seconds, 0 or more"
+            "{secs} is not allowed; use a number of seconds {}",
+            seconds_range()
         ));
     }
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{secs} is not allowed; use a number of seconds, 0 or more"))
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        format!(
+            "{secs} is not allowed; use a number of seconds {}",
+            seconds_range()
+        )
+    })
+}
+
+/// A whole number of seconds written as text (supervisord's `startsecs`, `stopwaitsecs`), from 0
+/// to [`MAX_SECONDS`].
+pub fn parse_whole_seconds(s: &str) -> Result<Duration, String> {
+    parse_int(s)
+        .and_then(|n| u64::try_from(n).ok())
+        .filter(|n| *n <= MAX_SECONDS)
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not allowed; use a whole number of seconds {}",
+                seconds_range()
+            )
+        })
+}
+
+/// A count from `min` to [`MAX_COUNT`].
+pub fn check_count(n: Option<i64>, written: &str, min: u32) -> Result<u32, String> {
+    n.and_then(|n| u32::try_from(n).ok())
+        .filter(|n| (min..=MAX_COUNT).contains(n))
+        .ok_or_else(|| {
+            format!("{written} is not allowed; use a whole number from {min} to {MAX_COUNT}")
+        })
+}
+
+/// A count written as text, from `min` to [`MAX_COUNT`].
+pub fn parse_count(s: &str, min: u32) -> Result<u32, String> {
+    check_count(parse_int(s), &format!("{s:?}"), min)
 }
 
 /// `metrics_addr`: `IP:PORT`, or `off`.
@@ -1380,11 +1454,43 @@ mod tests {
         }
         assert!(parse_bool("maybe").is_err());
         assert_eq!(parse_exitcodes("0, 2"), Ok(vec![0, 2]));
+        assert_eq!(check_user("root"), Ok(()));
+        assert_eq!(check_user("0"), Ok(()));
+        let e = check_user("nosuchuser").err().unwrap_or_default();
+        assert!(e.starts_with("invalid user name nosuchuser"), "{e}");
+        let e = check_user("4000000000").err().unwrap_or_default();
+        assert!(e.starts_with("invalid user id 4000000000"), "{e}");
+        assert!(check_user("-1").is_err() && check_user("").is_err());
         assert_eq!(parse_exitcodes(""), Ok(vec![]));
         assert_eq!(parse_stopsignal("sigint"), Ok(libc::SIGINT));
         assert!(
             seconds(f64::NAN).is_err() && seconds(-1.0).is_err() && seconds(f64::INFINITY).is_err()
         );
+        assert!(seconds(1e19).is_err() && seconds(MAX_SECONDS as f64 + 1.0).is_err());
+        assert_eq!(
+            seconds(MAX_SECONDS as f64),
+            Ok(Duration::from_secs(MAX_SECONDS))
+        );
+        assert_eq!(
+            parse_whole_seconds("31536000"),
+            Ok(Duration::from_secs(MAX_SECONDS))
+        );
+        for bad in [
+            "31536001",
+            "9223372036854775807",
+            "99999999999999999999",
+            "-1",
+            "1.5",
+        ] {
+            let e = parse_whole_seconds(bad).err().unwrap_or_default();
+            assert!(e.contains("from 0 to 31536000 (one year)"), "{bad}: {e}");
+        }
+        assert_eq!(parse_count("1000000", 0), Ok(MAX_COUNT));
+        assert!(parse_count("1000001", 0).is_err() && parse_count("0", 1).is_err());
+        assert!(parse_count("-1", 0)
+            .err()
+            .unwrap_or_default()
+            .contains("from 0 to 1000000"));
     }
 
     #[test]

@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::expand::{
-    self, check_name, did_you_mean, invalid, parse_autorestart, parse_bool, parse_byte_size,
-    parse_exitcodes, parse_int_in, parse_log_format, parse_metrics_addr, parse_octal, parse_probe,
-    parse_stopsignal, Command, Context, Environment, Names, Notices, ProgramTemplate, Text,
+    self, check_name, check_user, did_you_mean, invalid, parse_autorestart, parse_bool,
+    parse_byte_size, parse_count, parse_exitcodes, parse_int_in, parse_log_format,
+    parse_metrics_addr, parse_octal, parse_probe, parse_stopsignal, parse_whole_seconds, Command,
+    Context, Environment, Names, Notices, ProgramTemplate, Text,
 };
 use super::{Config, ConfigError, Location, Settings};
 
@@ -341,10 +342,7 @@ fn include(
             if done.contains(&file) {
                 continue;
             }
-            let content = std::fs::read_to_string(&file).map_err(|source| ConfigError::Io {
-                path: file.clone(),
-                source,
-            })?;
+            let content = super::read_file(&file, Some(&text.at))?;
             doc.read(&file, &content, false, notices)?;
             done.push(file);
         }
@@ -384,6 +382,7 @@ enum Check {
     ByteSize,
     Octal,
     LogLevel,
+    User,
 }
 
 impl Check {
@@ -394,6 +393,7 @@ impl Check {
             Check::Int => parse_int_in::<i64>(value, "a whole number").map(drop),
             Check::ByteSize => parse_byte_size(value).map(drop),
             Check::Octal => parse_octal(value).map(drop),
+            Check::User => check_user(value),
             Check::LogLevel => match value.to_ascii_lowercase().as_str() {
                 "critical" | "error" | "warn" | "info" | "debug" | "trace" | "blather" => Ok(()),
                 _ => Err(format!("{value:?} is not allowed; use critical, error, warn, info, debug, trace or blather")),
@@ -495,7 +495,7 @@ const SUPERVISORD_IGNORED: &[Ignored] = &[
         Check::Text,
         " (AUTO logs go to the supervisor's stdout and stderr)",
     ),
-    ("user", Check::Text, " (set user= on each program instead)"),
+    ("user", Check::User, " (set user= on each program instead)"),
     ("directory", Check::Text, NOT_DAEMON),
     ("umask", Check::Octal, NOT_DAEMON),
     ("strip_ansi", Check::Bool, ""),
@@ -663,7 +663,7 @@ fn supervisord(
             "log_format" => settings.log_format = Some(parse_log_format(&value).map_err(fail)?),
             "probe" => settings.probe = Some(parse_probe(&value).map_err(fail)?),
             "shutdown_timeout" => {
-                settings.shutdown_timeout = Some(shutdown_timeout(&value).map_err(fail)?)
+                settings.shutdown_timeout = Some(float_seconds(&value).map_err(fail)?)
             }
             "control_addr" => {
                 settings.control_addr = super::parse_control_addr(&value).map_err(fail)?;
@@ -695,11 +695,14 @@ fn supervisord(
     Ok((settings, env))
 }
 
-fn shutdown_timeout(value: &str) -> Result<Duration, String> {
-    let secs: f64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("{value:?} is not allowed; use a number of seconds, like 9 or 2.5"))?;
+/// Seconds written as a number that may be fractional (`2.5`), from 0 to one year.
+fn float_seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value.trim().parse().map_err(|_| {
+        format!(
+            "{value:?} is not allowed; use a number of seconds {}, like 9 or 2.5",
+            expand::seconds_range()
+        )
+    })?;
     expand::seconds(secs)
 }
 
@@ -866,16 +869,9 @@ fn apply_group_priority(
     t.spec.priority = *priority;
 }
 
-fn parse_float(v: &str) -> Result<f64, String> {
-    v.trim()
-        .parse::<f64>()
-        .map_err(|_| format!("{v:?} is not allowed; give a number of seconds"))
-}
-
 /// Applies a `[program:x]` setting that is the same for every process. `Ok(false)`: not a key
 /// this supervisor implements.
 fn apply(t: &mut ProgramTemplate, key: &str, v: &str) -> Result<bool, String> {
-    const COUNT: &str = "a whole number, 0 or more";
     let spec = &mut t.spec;
     match key {
         "numprocs" => t.numprocs = parse_int_in(v, "a whole number of processes")?,
@@ -883,21 +879,17 @@ fn apply(t: &mut ProgramTemplate, key: &str, v: &str) -> Result<bool, String> {
         "priority" => spec.priority = parse_int_in(v, "a whole number; lower starts first")?,
         "autostart" => spec.autostart = parse_bool(v)?,
         "autorestart" => spec.autorestart = parse_autorestart(v)?,
-        "startsecs" => {
-            spec.startsecs =
-                Duration::from_secs(parse_int_in(v, "a whole number of seconds, 0 or more")?)
-        }
-        "startretries" => spec.startretries = parse_int_in(v, COUNT)?,
+        "startsecs" => spec.startsecs = parse_whole_seconds(v)?,
+        "startretries" => spec.startretries = parse_count(v, 0)?,
         "exitcodes" => spec.exitcodes = parse_exitcodes(v)?,
         "stopsignal" => spec.stopsignal = parse_stopsignal(v)?,
-        "stopwaitsecs" => {
-            spec.stopwaitsecs =
-                Duration::from_secs(parse_int_in(v, "a whole number of seconds, 0 or more")?)
-        }
+        "stopwaitsecs" => spec.stopwaitsecs = parse_whole_seconds(v)?,
         "stopasgroup" => spec.stopasgroup = parse_bool(v)?,
         "killasgroup" => spec.killasgroup = parse_bool(v)?,
-        "user" if v.is_empty() => return Err("the user is empty; give a user name or uid".into()),
-        "user" => spec.user = Some(v.to_string()),
+        "user" => {
+            check_user(v)?;
+            spec.user = Some(v.to_string())
+        }
         "umask" => spec.umask = Some(parse_octal(v)?),
         "redirect_stderr" => spec.redirect_stderr = parse_bool(v)?,
         "critical" => spec.critical = parse_bool(v)?,
@@ -911,14 +903,14 @@ fn apply(t: &mut ProgramTemplate, key: &str, v: &str) -> Result<bool, String> {
         }
         "ready" => spec.ready = Some(super::check::Check::parse(v, false)?),
         "health" => spec.health = Some(super::check::Check::parse(v, true)?),
-        "ready_timeout" => spec.ready_timeout = super::expand::seconds(parse_float(v)?)?,
-        "health_interval" => spec.health_interval = super::expand::seconds(parse_float(v)?)?,
-        "health_timeout" => spec.health_timeout = super::expand::seconds(parse_float(v)?)?,
-        "health_retries" => spec.health_retries = parse_int_in(v, "a whole number, 1 or more")?,
+        "ready_timeout" => spec.ready_timeout = float_seconds(v)?,
+        "health_interval" => spec.health_interval = float_seconds(v)?,
+        "health_timeout" => spec.health_timeout = float_seconds(v)?,
+        "health_retries" => spec.health_retries = parse_count(v, 1)?,
         "stdout_logfile_maxbytes" => t.stdout.max_bytes = parse_byte_size(v)?,
-        "stdout_logfile_backups" => t.stdout.backups = parse_int_in(v, COUNT)?,
+        "stdout_logfile_backups" => t.stdout.backups = parse_count(v, 0)?,
         "stderr_logfile_maxbytes" => t.stderr.max_bytes = parse_byte_size(v)?,
-        "stderr_logfile_backups" => t.stderr.backups = parse_int_in(v, COUNT)?,
+        "stderr_logfile_backups" => t.stderr.backups = parse_count(v, 0)?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -1192,6 +1184,48 @@ pub(crate) mod tests {
                 "/etc/app.conf:3",
                 "startsecs",
                 "whole number of seconds",
+            ),
+            (
+                "[program:a]\ncommand=x\nstartsecs=9223372036854775807\n",
+                "/etc/app.conf:3",
+                "startsecs",
+                "\"9223372036854775807\" is not allowed; use a whole number of seconds from 0 to 31536000 (one year)",
+            ),
+            (
+                "[program:a]\ncommand=x\nuser=nosuchuser\n",
+                "/etc/app.conf:3",
+                "user",
+                "invalid user name nosuchuser",
+            ),
+            (
+                "[supervisord]\nuser=nosuchuser\n",
+                "/etc/app.conf:2",
+                "user",
+                "invalid user name nosuchuser",
+            ),
+            (
+                "[program:a]\ncommand=x\nstopwaitsecs=31536001\n",
+                "/etc/app.conf:3",
+                "stopwaitsecs",
+                "from 0 to 31536000",
+            ),
+            (
+                "[program:a]\ncommand=x\nhealth_timeout=1e19\n",
+                "/etc/app.conf:3",
+                "health_timeout",
+                "from 0 to 31536000",
+            ),
+            (
+                "[program:a]\ncommand=x\nstartretries=99999999999\n",
+                "/etc/app.conf:3",
+                "startretries",
+                "from 0 to 1000000",
+            ),
+            (
+                "[supervisord]\nshutdown_timeout=nan\n",
+                "/etc/app.conf:2",
+                "shutdown_timeout",
+                "from 0 to 31536000",
             ),
             (
                 "[program:a]\ncommand=x\nexitcodes=0,256\n",

@@ -252,12 +252,61 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
-    #[error("{path}: {source}")]
-    Io {
+    /// A file that cannot be read: missing, unreadable, a loop of symbolic links, ...
+    #[error("{}{}: {message}", .path.display(), included_by(.included_at.as_ref()))]
+    Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// The `[include] files=` that named it, for an included file.
+        included_at: Option<Location>,
+        message: String,
     },
+}
+
+fn included_by(at: Option<&Location>) -> String {
+    at.map(|at| format!(" (included by {at})"))
+        .unwrap_or_default()
+}
+
+/// Reads a configuration file as UTF-8. Errors say which file (and, for an included one, which
+/// `[include]` named it), what is wrong and what to do; bytes that are not UTF-8 are reported
+/// with their line.
+pub(crate) fn read_file(
+    path: &Path,
+    included_at: Option<&Location>,
+) -> Result<String, ConfigError> {
+    let fail = |message: String| ConfigError::Read {
+        path: path.to_path_buf(),
+        included_at: included_at.cloned(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        fail(match e.raw_os_error() {
+            Some(libc::ELOOP) => "cannot be read: the path is a loop of symbolic links (ELOOP); point the link at a real file"
+                .to_string(),
+            Some(libc::ENOENT) => "no such file (or a symbolic link to a missing file); check the path"
+                .to_string(),
+            Some(libc::EISDIR) => "is a directory, not a configuration file".to_string(),
+            Some(libc::EACCES) => {
+                format!("cannot be read: {e}; make it readable by the supervisor's user")
+            }
+            _ => format!("cannot be read: {e}"),
+        })
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+        let column = 1 + valid.iter().rev().take_while(|&&b| b != b'\n').count();
+        ConfigError::invalid(
+            path,
+            line,
+            "encoding",
+            format!(
+                "byte {column} of this line is not valid UTF-8{}; save the file as UTF-8 (e.g. \
+                 iconv -f latin1 -t utf-8 FILE)",
+                included_by(included_at)
+            ),
+        )
+    })
 }
 
 impl ConfigError {
@@ -277,10 +326,7 @@ impl ConfigError {
 /// → supervisord) or, for other names, by content (a `[program:` or `[supervisord]` section
 /// means supervisord).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_file(path, None)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     let is_ini = match ext {
         "toml" => false,

@@ -159,20 +159,31 @@ fn integer<T: TryFrom<i64>>(src: &Source<'_>, v: &Val<'_>, what: &str) -> Result
         .ok_or_else(|| format!("{} is not allowed; use {what}", src.written(v)))
 }
 
+/// A count from `min` to [`expand::MAX_COUNT`].
+fn count(src: &Source<'_>, v: &Val<'_>, min: u32) -> Result<u32, String> {
+    let n = v
+        .get_ref()
+        .as_integer()
+        .and_then(|n| i64::from_str_radix(n.as_str(), n.radix()).ok());
+    expand::check_count(n, &src.written(v), min)
+}
+
+/// Seconds, an integer or a float, from 0 to [`expand::MAX_SECONDS`].
 fn seconds(src: &Source<'_>, v: &Val<'_>) -> Result<Duration, String> {
     let secs = match v.get_ref() {
         DeValue::Integer(n) => i64::from_str_radix(n.as_str(), n.radix())
             .ok()
             .map(|n| n as f64),
-        DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+        DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().ok(),
         _ => None,
     };
     secs.ok_or(())
         .and_then(|s| expand::seconds(s).map_err(drop))
         .map_err(|()| {
             format!(
-                "{} is not allowed; use a number of seconds, 0 or more (like 10 or 0.5)",
-                src.written(v)
+                "{} is not allowed; use a number of seconds {}, like 10 or 0.5",
+                src.written(v),
+                expand::seconds_range()
             )
         })
 }
@@ -452,7 +463,6 @@ fn apply(
     k: &Key<'_>,
     v: &Val<'_>,
 ) -> Result<(), String> {
-    const COUNT: &str = "a whole number, 0 or more";
     let spec = &mut t.spec;
     match k.get_ref().as_ref() {
         "command" => t.command = command(src, k, v)?,
@@ -463,8 +473,8 @@ fn apply(
         "stderr_logfile" => t.stderr.path = Some(text(src, k, v)?),
         "stdout_logfile_maxbytes" => t.stdout.max_bytes = byte_size(src, v)?,
         "stderr_logfile_maxbytes" => t.stderr.max_bytes = byte_size(src, v)?,
-        "stdout_logfile_backups" => t.stdout.backups = integer(src, v, COUNT)?,
-        "stderr_logfile_backups" => t.stderr.backups = integer(src, v, COUNT)?,
+        "stdout_logfile_backups" => t.stdout.backups = count(src, v, 0)?,
+        "stderr_logfile_backups" => t.stderr.backups = count(src, v, 0)?,
         "numprocs" => t.numprocs = integer(src, v, "a whole number of processes")?,
         "numprocs_start" => t.numprocs_start = integer(src, v, "a whole number")?,
         "group" => {
@@ -472,16 +482,17 @@ fn apply(
             check_name(group)?;
             t.group = Some(group.to_string());
         }
-        "user" => match string(src, v)? {
-            "" => return Err("\"\" is not allowed; give a user name or uid".into()),
-            user => spec.user = Some(user.to_string()),
-        },
+        "user" => {
+            let user = string(src, v)?;
+            expand::check_user(user)?;
+            spec.user = Some(user.to_string());
+        }
         "priority" => spec.priority = integer(src, v, "a whole number; lower starts first")?,
         "autostart" => spec.autostart = boolean(src, v)?,
         "autorestart" => spec.autorestart = autorestart(src, v)?,
         "exitcodes" => spec.exitcodes = exitcodes(src, v)?,
         "startsecs" => spec.startsecs = seconds(src, v)?,
-        "startretries" => spec.startretries = integer(src, v, COUNT)?,
+        "startretries" => spec.startretries = count(src, v, 0)?,
         "stopsignal" => spec.stopsignal = signal(src, v)?,
         "stopwaitsecs" => spec.stopwaitsecs = seconds(src, v)?,
         "stopasgroup" => spec.stopasgroup = boolean(src, v)?,
@@ -509,7 +520,7 @@ fn apply(
         "ready_timeout" => spec.ready_timeout = seconds(src, v)?,
         "health_interval" => spec.health_interval = seconds(src, v)?,
         "health_timeout" => spec.health_timeout = seconds(src, v)?,
-        "health_retries" => spec.health_retries = integer(src, v, "a whole number, 1 or more")?,
+        "health_retries" => spec.health_retries = count(src, v, 1)?,
         other => return Err(unknown(other, table, PROGRAM_KEYS)),
     }
     Ok(())
@@ -717,7 +728,15 @@ environment = { B = "2", A = "%(ENV_HOME)s" }
             ("[programs.a]\ncommand = \"x\"\nhealth = {}\n", "/etc/app.toml:3", "health", "is not allowed"),
             ("[programs.a]\ncommand = \"x\"\nexitcodes = [0, 300]\n", "/etc/app.toml:3", "exitcodes", "exit codes are 0 to 255"),
             ("[programs.a]\ncommand = \"x\"\nexitcodes = 0\n", "/etc/app.toml:3", "exitcodes", "use an array"),
-            ("[programs.a]\ncommand = \"x\"\nstartsecs = -1\n", "/etc/app.toml:3", "startsecs", "0 or more"),
+            ("[programs.a]\ncommand = \"x\"\nstartsecs = -1\n", "/etc/app.toml:3", "startsecs", "from 0 to 31536000 (one year)"),
+            ("[programs.a]\ncommand = \"x\"\nuser = \"nosuchuser\"\n", "/etc/app.toml:3", "user", "invalid user name nosuchuser"),
+            ("[programs.a]\ncommand = \"x\"\nstartsecs = 1e19\n", "/etc/app.toml:3", "startsecs", "1e19 is not allowed; use a number of seconds from 0 to 31536000 (one year)"),
+            ("[programs.a]\ncommand = \"x\"\nstopwaitsecs = 9223372036854775807\n", "/etc/app.toml:3", "stopwaitsecs", "from 0 to 31536000"),
+            ("[programs.a]\ncommand = \"x\"\nhealth_interval = inf\n", "/etc/app.toml:3", "health_interval", "from 0 to 31536000"),
+            ("[programs.a]\ncommand = \"x\"\nready_timeout = 31536001\n", "/etc/app.toml:3", "ready_timeout", "from 0 to 31536000"),
+            ("[programs.a]\ncommand = \"x\"\nstartretries = 1000001\n", "/etc/app.toml:3", "startretries", "1000001 is not allowed; use a whole number from 0 to 1000000"),
+            ("[programs.a]\ncommand = \"x\"\nhealth_retries = 0\n", "/etc/app.toml:3", "health_retries", "from 1 to 1000000"),
+            ("[supervisor]\nshutdown_timeout = 1e300\n", "/etc/app.toml:2", "shutdown_timeout", "from 0 to 31536000"),
             ("[programs.a]\ncommand = \"x\"\nstartsecs = \"1\"\n", "/etc/app.toml:3", "startsecs", "number of seconds"),
             ("[programs.a]\ncommand = \"x\"\nstopsignal = \"NOPE\"\n", "/etc/app.toml:3", "stopsignal", "signal name"),
             ("[programs.a]\ncommand = \"x\"\nenvironment = { A = 1 }\n", "/etc/app.toml:3", "environment", "A: 1 is not allowed; use a string"),

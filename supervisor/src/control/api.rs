@@ -160,13 +160,14 @@ pub fn decode(method: &str, path: &str, query: Option<&str>, body: &[u8]) -> Res
             check_names(&b.names, true)?;
             let timeout = match b.timeout_s {
                 None => DEFAULT_WAIT,
-                Some(s) if s.is_finite() && s > 0.0 => {
-                    Duration::from_secs_f64(s.min(MAX_WAIT.as_secs_f64()))
-                }
+                Some(s) if s > 0.0 && s <= MAX_WAIT.as_secs_f64() => Duration::from_secs_f64(s),
                 Some(s) => {
                     return Err(reject(
                         400,
-                        format!("timeout_s {s}: expected a positive number of seconds"),
+                        format!(
+                            "timeout_s {s}: expected a number of seconds above 0 and at most {}",
+                            MAX_WAIT.as_secs()
+                        ),
                     ))
                 }
             };
@@ -457,6 +458,16 @@ mod tests {
             ),
             400
         );
+        for huge in [
+            &br#"{"names":["a"],"timeout_s":1e300}"#[..],
+            br#"{"names":["a"],"timeout_s":3600.5}"#,
+        ] {
+            assert_eq!(
+                status("POST", "/v1/stop", None, huge),
+                400,
+                "no clamping: the range is said"
+            );
+        }
         assert_eq!(
             status(
                 "POST",
