@@ -45,7 +45,10 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag} {v}: not a number"));
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag} {v}: not a number"))
+        };
         match flag.as_str() {
             "--addr" => {
                 a.addr = value
@@ -191,10 +194,14 @@ fn probe_loop(
 /// code, or what went wrong.
 fn get(addr: SocketAddr, path: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
-    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     let mut s = match TcpStream::connect_timeout(&addr, timeout) {
         Ok(s) => s,
-        Err(e) if e.kind() == ErrorKind::TimedOut => return "timeout".into(),
+        Err(e) if e.kind() == ErrorKind::TimedOut => return "connect timeout".into(),
         Err(e) => return format!("connect: {}", e.kind()),
     };
     let _ = s.set_nodelay(true);
@@ -211,13 +218,13 @@ fn get(addr: SocketAddr, path: &str, timeout: Duration) -> String {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return "timeout".into()
+                return "read timeout".into()
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return format!("read: {}", e.kind()),
         }
         if Instant::now() >= deadline {
-            return "timeout".into();
+            return "read timeout".into();
         }
     }
     status_of(&buf)
@@ -228,7 +235,10 @@ fn status_of(buf: &[u8]) -> String {
         return "closed".into();
     }
     let text = String::from_utf8_lossy(&buf[..buf.len().min(64)]);
-    match text.strip_prefix("HTTP/1.1 ").or_else(|| text.strip_prefix("HTTP/1.0 ")) {
+    match text
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| text.strip_prefix("HTTP/1.0 "))
+    {
         Some(rest) => rest.chars().take(3).collect(),
         None => "not http".into(),
     }
@@ -290,6 +300,7 @@ fn idle_loop(addr: SocketAddr, n: usize, stop: &AtomicBool) -> Value {
     let (mut opened, mut closed, mut connect_errors) = (0u64, 0u64, 0u64);
     let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
     let mut max_open = 0usize;
+    let mut error_kinds = BTreeMap::<String, u64>::new();
     while !stop.load(Ordering::Relaxed) {
         for slot in conns.iter_mut() {
             if stop.load(Ordering::Relaxed) {
@@ -307,14 +318,17 @@ fn idle_loop(addr: SocketAddr, n: usize, stop: &AtomicBool) -> Value {
                         opened += 1;
                         *slot = Some(s);
                     }
-                    Err(_) => connect_errors += 1,
+                    Err(e) => {
+                        connect_errors += 1;
+                        *error_kinds.entry(e.kind().to_string()).or_default() += 1;
+                    }
                 }
             }
         }
         max_open = max_open.max(conns.iter().filter(|c| c.is_some()).count());
         thread::sleep(Duration::from_millis(200));
     }
-    json!({"opened": opened, "closed_by_server": closed, "connect_errors": connect_errors, "max_open": max_open})
+    json!({"opened": opened, "closed_by_server": closed, "connect_errors": connect_errors, "errors": error_kinds, "max_open": max_open})
 }
 
 /// `n` clients that each send one header byte per second and never finish their head;
