@@ -6,7 +6,11 @@
 //! ```text
 //! flood --addr 127.0.0.1:9469 [--idle 2000] [--slowloris 100] [--garbage 10000]
 //!       [--seconds 5] [--probe /healthz] [--probe /readyz] [--interval-ms 20] [--timeout-ms 1000]
+//!       [--lines]
 //! ```
+//!
+//! `--lines` prints, instead of the JSON, one line per probed path for tools without a JSON
+//! parser: `probe /healthz count=90 ok200=90 p50_ms=0.31 p99_ms=12.10 max_ms=15.02`.
 //!
 //! Only std threads and blocking sockets: the load must not depend on the runtime under test.
 
@@ -29,6 +33,7 @@ struct Args {
     probes: Vec<String>,
     interval: Duration,
     timeout: Duration,
+    lines: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -41,9 +46,14 @@ fn parse_args() -> Result<Args, String> {
         probes: Vec::new(),
         interval: Duration::from_millis(20),
         timeout: Duration::from_millis(1000),
+        lines: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--lines" {
+            a.lines = true;
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = |v: &str| {
             v.parse::<u64>()
@@ -138,7 +148,20 @@ fn main() {
         "slowloris": slow,
         "garbage": {"sent": garbage_sent, "outcomes": codes},
     });
-    println!("{summary}");
+    if !args.lines {
+        println!("{summary}");
+        return;
+    }
+    for (path, p) in summary["probes"].as_object().into_iter().flatten() {
+        println!(
+            "probe {path} count={} ok200={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            p["count"],
+            p["outcomes"]["200"].as_u64().unwrap_or(0),
+            p["p50_ms"].as_f64().unwrap_or(0.0),
+            p["p99_ms"].as_f64().unwrap_or(0.0),
+            p["max_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
 }
 
 /// Raises this process's soft RLIMIT_NOFILE to `want` (or the hard limit, if lower).
