@@ -1,14 +1,23 @@
 //! The HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/api/programs`, `/api/events`.
 //!
 //! A small, read-only HTTP/1.1 server on hyper. It shares the engine's single runtime thread, so
-//! it is built never to hold it: the connection count is capped ([`Limits::max_connections`];
-//! excess connections get a 503 and are closed at once), a client that trickles its headers or
-//! idles is cut off after [`Limits::header_timeout`], a connection lives at most
-//! [`Limits::connection_lifetime`], headers are capped at [`Limits::max_header_bytes`] (hyper
-//! answers 431), and the slow parts of a request — reading `/proc` and formatting metrics,
-//! copying the event history — run on blocking threads. Questions about program state go to the
-//! engine through its [`EngineHandle`] with a timeout, so a wedged engine shows as a 503 from
-//! `/healthz` rather than a hung request. Nothing here changes anything.
+//! it is built never to hold it, and so that the probes answer whatever else hits the port:
+//!
+//! - `/healthz` and `/readyz` are answered from a copy of the program states that the HTTP side
+//!   keeps (`health.rs`), never by waiting on the engine: a flood of probes costs the engine
+//!   nothing, and a wedged engine still shows as a 503.
+//! - New connections are never refused. At [`Limits::max_connections`] the oldest idle
+//!   connection is closed to make room (`conns.rs`); when `accept` runs out of descriptors, the
+//!   same eviction frees one. The accept loop never waits on a client.
+//! - A client that trickles its headers or idles is cut off after [`Limits::header_timeout`]
+//!   (hyper's header read timeout, a timer per open connection only); a connection lives at
+//!   most [`Limits::connection_lifetime`]; heads are capped at [`Limits::max_header_bytes`]
+//!   (hyper answers 431).
+//! - Only the expensive endpoints shed load: at most [`Limits::max_expensive`] requests to
+//!   `/metrics` and `/api/*` are admitted at once (of which [`Limits::concurrent_scrapes`]
+//!   render metrics at a time, on blocking threads); more get 503 with `Retry-After`.
+//!
+//! Nothing here changes anything.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,18 +26,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::{Body as _, Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::engine::handle::EngineHandle;
 use crate::event::{Event, Kind, Level};
 use crate::metrics::{self, Metrics};
+
+mod conns;
+mod health;
+
+use conns::{Admission, Conns};
+use health::Health;
 
 pub(crate) type Body = http_body_util::Full<Bytes>;
 
@@ -45,10 +60,13 @@ pub const ENDPOINTS: &[&str] = &[
 pub const DEFAULT_EVENTS_LIMIT: usize = 100;
 pub const MAX_EVENTS_LIMIT: usize = 10_000;
 
+/// The most connections held at once by default, whatever the descriptor limit.
+pub const MAX_CONNECTIONS: usize = 512;
+
 /// What the server allows a client.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Connections served at once; more are answered 503 and closed.
+    /// Connections held at once; at this count a new one makes the oldest idle one close.
     pub max_connections: usize,
     /// Time a client has to send a request's headers, also while a kept-alive connection is
     /// idle between requests (slowloris protection).
@@ -57,8 +75,15 @@ pub struct Limits {
     pub connection_lifetime: Duration,
     /// The largest request head (request line + headers) accepted; larger gets 431.
     pub max_header_bytes: usize,
-    /// How long to wait for the engine to answer (`/healthz`, `/readyz`, `/api/programs`).
+    /// How long the engine may take to answer before `/healthz` calls it not answering; also
+    /// how long `/api/programs` waits for it.
     pub engine_timeout: Duration,
+    /// How long `/readyz` waits for the answer to a question already on its way to the engine
+    /// (after a state change) before answering from the copy it has.
+    pub fresh_wait: Duration,
+    /// Requests to `/metrics` and `/api/*` admitted at once (running or waiting their turn);
+    /// more are answered 503 with `Retry-After`.
+    pub max_expensive: usize,
     /// Metric scrapes rendered at once (each one reads `/proc`); more wait their turn.
     pub concurrent_scrapes: usize,
 }
@@ -66,14 +91,27 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 64,
+            max_connections: default_max_connections(),
             header_timeout: Duration::from_secs(5),
             connection_lifetime: Duration::from_secs(60),
             max_header_bytes: 8 * 1024,
             engine_timeout: Duration::from_secs(2),
+            fresh_wait: Duration::from_millis(50),
+            max_expensive: 16,
             concurrent_scrapes: 2,
         }
     }
+}
+
+/// A quarter of the descriptor limit (the rest is for programs' pipes and pidfds), at most
+/// [`MAX_CONNECTIONS`], at least 16.
+fn default_max_connections() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    usize::try_from(soft / 4)
+        .unwrap_or(MAX_CONNECTIONS)
+        .clamp(16, MAX_CONNECTIONS)
 }
 
 /// Everything a request handler can read.
@@ -81,16 +119,23 @@ pub struct App {
     handle: EngineHandle,
     metrics: Arc<Metrics>,
     limits: Limits,
+    /// The copy of the program states that the probes answer from.
+    health: Arc<Health>,
+    /// Admission to the expensive endpoints.
+    expensive: Arc<Semaphore>,
     scrapes: Arc<Semaphore>,
 }
 
 impl App {
     pub fn new(handle: EngineHandle, metrics: Arc<Metrics>, limits: Limits) -> Arc<App> {
         let scrapes = Arc::new(Semaphore::new(limits.concurrent_scrapes.max(1)));
+        let expensive = Arc::new(Semaphore::new(limits.max_expensive.max(1)));
         Arc::new(App {
             handle,
             metrics,
             limits,
+            health: Health::new(),
+            expensive,
             scrapes,
         })
     }
@@ -117,7 +162,7 @@ pub fn parse_addr(s: &str) -> Result<Option<SocketAddr>, String> {
 /// reported as an event; failing to bind never stops supervision.
 pub async fn start(addr: SocketAddr, app: Arc<App>) -> Option<SocketAddr> {
     let bus = app.handle.bus.clone();
-    match TcpListener::bind(addr).await {
+    match listen(addr) {
         Ok(listener) => {
             let local = listener.local_addr().unwrap_or(addr);
             bus.emit(Event::new(
@@ -145,9 +190,40 @@ pub async fn start(addr: SocketAddr, app: Arc<App>) -> Option<SocketAddr> {
     }
 }
 
-/// Accepts connections on `listener` until `shutdown` completes.
+/// Connections the kernel may hold for us before `accept` (clamped to `net.core.somaxconn`):
+/// a burst of connections must not fill the queue, or a probe's SYN is dropped and it waits a
+/// second for the retransmission.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `addr` (with `SO_REUSEADDR`, as `TcpListener::bind` does) and listens with [`BACKLOG`].
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` completes. Never refuses one: at the cap,
+/// the oldest idle connection makes room.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(app.limits.max_connections));
+    let _keeper = AbortOnDrop(tokio::spawn(health::keep(
+        app.health.clone(),
+        app.handle.clone(),
+    )));
+    let conns = Conns::new(app.limits.max_connections);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -155,37 +231,46 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((stream, _peer)) => match slots.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    tokio::spawn(serve_connection(stream, app.clone(), permit));
-                }
-                Err(_) => refuse(stream),
-            },
-            Err(e) => {
-                use std::io::ErrorKind::*;
-                if !matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted) {
-                    // Out of file descriptors or memory: back off rather than spin on the
-                    // runtime thread the engine needs; connections wait in the backlog.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok((stream, _peer)) => {
+                let (admission, _evicted) = conns.admit();
+                tokio::spawn(serve_connection(stream, app.clone(), admission));
+            }
+            Err(e) if out_of_descriptors(&e) => {
+                // The pending connection stays in the backlog. Close the oldest idle one and
+                // accept again once its task has let go of its socket; with none to close,
+                // back off briefly rather than spin on the engine's thread.
+                let closed = conns.closed.notified();
+                if conns.evict_oldest_idle() {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), closed).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
+            // ECONNABORTED and the like: that client is gone; next.
+            Err(_) => {}
         }
     }
 }
 
-/// Too many connections: say so if the socket can take it right now, and close.
-fn refuse(stream: TcpStream) {
-    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n";
-    // Never wait on a client we are refusing: one non-blocking attempt, then close.
-    let _ = stream.try_write(BUSY);
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
-async fn serve_connection(stream: TcpStream, app: Arc<App>, _permit: OwnedSemaphorePermit) {
+async fn serve_connection(stream: TcpStream, app: Arc<App>, admission: Admission) {
     let _ = stream.set_nodelay(true);
     let limits = app.limits.clone();
+    let conn_state = admission.conn.clone();
     let service = service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(respond(&app, req).await) }
+        let busy = conn_state.busy();
+        async move {
+            let response = respond(&app, req).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -200,12 +285,26 @@ async fn serve_connection(stream: TcpStream, app: Arc<App>, _permit: OwnedSemaph
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
+        // Chosen to make room for a newer connection while idle: dropping it closes the socket.
+        _ = admission.conn.evicted.notified() => {}
         _ = tokio::time::sleep(limits.connection_lifetime) => {
             // Finish the request in flight (bounded), then close.
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(limits.header_timeout, conn).await;
         }
     }
+    drop(admission);
+}
+
+/// The expensive endpoints are full: come back in a second.
+fn busy(what: &str) -> Response<Body> {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many requests to {what} in progress; retry in a second (/healthz and /readyz are never limited)"),
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// The response to one request. Never fails: every error is a response.
@@ -244,14 +343,27 @@ async fn respond(app: &App, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let query = req.uri().query().unwrap_or("");
+    let path = req.uri().path();
     match route {
         Route::Index => index(),
-        Route::Metrics => scrape(app).await,
-        Route::Healthz => healthz(app).await,
-        Route::Readyz => readyz(app).await,
-        Route::Programs => programs(app).await,
-        Route::Events => events(app, query).await,
+        Route::Healthz => health::healthz(app).await,
+        Route::Readyz => health::readyz(app).await,
+        Route::Metrics => admitted(app, path, scrape(app)).await,
+        Route::Programs => admitted(app, path, programs(app)).await,
+        Route::Events => admitted(app, path, events(app, query)).await,
     }
+}
+
+/// Runs an expensive request if there is room for it, else answers 503 with `Retry-After`.
+async fn admitted(
+    app: &App,
+    path: &str,
+    answer: impl Future<Output = Response<Body>>,
+) -> Response<Body> {
+    let Ok(_admitted) = app.expensive.clone().try_acquire_owned() else {
+        return busy(path);
+    };
+    answer.await
 }
 
 enum Route {
@@ -326,80 +438,6 @@ async fn scrape(app: &App) -> Response<Body> {
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("rendering metrics failed: {e}"),
-        ),
-    }
-}
-
-async fn healthz(app: &App) -> Response<Body> {
-    #[derive(Serialize)]
-    struct Health {
-        status: &'static str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    }
-    match app.handle.status(app.limits.engine_timeout).await {
-        Ok(_) => json(
-            StatusCode::OK,
-            &Health {
-                status: "ok",
-                error: None,
-            },
-        ),
-        Err(e) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &Health {
-                status: "unhealthy",
-                error: Some(e.to_string()),
-            },
-        ),
-    }
-}
-
-async fn readyz(app: &App) -> Response<Body> {
-    #[derive(Serialize)]
-    struct NotReady {
-        name: String,
-        state: crate::event::State,
-    }
-    #[derive(Serialize)]
-    struct Ready {
-        ready: bool,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        not_ready: Vec<NotReady>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    }
-    match app.handle.status(app.limits.engine_timeout).await {
-        Ok(programs) => {
-            let not_ready: Vec<NotReady> = programs
-                .into_iter()
-                .filter(|p| p.autostart && !p.ready)
-                .map(|p| NotReady {
-                    name: p.name,
-                    state: p.state,
-                })
-                .collect();
-            let status = if not_ready.is_empty() {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            json(
-                status,
-                &Ready {
-                    ready: not_ready.is_empty(),
-                    not_ready,
-                    error: None,
-                },
-            )
-        }
-        Err(e) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &Ready {
-                ready: false,
-                not_ready: vec![],
-                error: Some(e.to_string()),
-            },
         ),
     }
 }

@@ -19,6 +19,8 @@ struct Server {
     addr: SocketAddr,
     bus: EventBus,
     programs: Arc<Mutex<Vec<ProgramStatus>>>,
+    /// Status requests the pretend engine has answered.
+    asked: Arc<std::sync::atomic::AtomicUsize>,
     metrics: Arc<Metrics>,
     _stop: oneshot::Sender<()>,
     /// Held when the engine is not answering, so requests wait rather than fail at once.
@@ -32,11 +34,14 @@ async fn server(limits: Limits, engine_answers: bool) -> Server {
     let bus = EventBus::new(sinks);
     let (handle, mut requests) = EngineHandle::detached(bus.clone(), history);
     let programs: Arc<Mutex<Vec<ProgramStatus>>> = Arc::default();
+    let asked: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
     let held = if engine_answers {
         let programs = programs.clone();
+        let asked = asked.clone();
         tokio::spawn(async move {
             while let Some(req) = requests.recv().await {
                 if let EngineRequest::Status(reply) = req {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let _ = reply.send(programs.lock().unwrap().clone());
                 }
             }
@@ -56,9 +61,19 @@ async fn server(limits: Limits, engine_answers: bool) -> Server {
         addr,
         bus,
         programs,
+        asked,
         metrics,
         _stop: stop,
         _requests: held,
+    }
+}
+
+impl Server {
+    /// What the engine does after changing a state: say so on the event stream.
+    fn changed(&self, name: &str) {
+        let mut e = Event::new(Level::Info, Kind::Running, format!("{name} changed"));
+        e.program = Some(name.to_string());
+        self.bus.emit(e);
     }
 }
 
@@ -251,7 +266,7 @@ async fn metrics_endpoint_serves_the_registry() {
 }
 
 #[tokio::test]
-async fn healthz_answers_through_the_engine() {
+async fn healthz_answers_from_the_copy_and_notices_a_wedged_engine() {
     let s = server(Limits::default(), true).await;
     let r = get(s.addr, "/healthz").await;
     assert_eq!(r.status, 200);
@@ -262,20 +277,55 @@ async fn healthz_answers_through_the_engine() {
         ..Limits::default()
     };
     let wedged = server(limits, false).await;
+    // Until the engine has had its time to answer, the supervisor is alive (starting).
+    assert_eq!(get(wedged.addr, "/healthz").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
     let r = get(wedged.addr, "/healthz").await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["status"], "unhealthy");
-    assert!(r.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("not answering"));
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    assert_eq!(get(wedged.addr, "/readyz").await.status, 503);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("has not answered for"),
+        "{}",
+        r.text()
+    );
+    // Answered at once, not after waiting on the engine.
+    assert!(
+        t.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    let r = get(wedged.addr, "/readyz").await;
+    assert_eq!(r.status, 503);
+    assert!(r.json()["error"].is_string(), "{}", r.text());
     assert_eq!(get(wedged.addr, "/api/programs").await.status, 503);
     // The parts that do not need the engine still answer.
     assert_eq!(get(wedged.addr, "/metrics").await.status, 200);
     assert_eq!(get(wedged.addr, "/api/events").await.status, 200);
+}
+
+/// 300 probes cost the engine a handful of questions: they are answered from the copy, which
+/// is refreshed on events and at most once per REFRESH_AFTER on a probe's request.
+#[tokio::test]
+async fn probes_do_not_ask_the_engine_each_time() {
+    let s = server(Limits::default(), true).await;
+    *s.programs.lock().unwrap() = vec![status("web", State::Running, true)];
+    s.changed("web");
+    let t = Instant::now();
+    for i in 0..300 {
+        let path = if i % 2 == 0 { "/healthz" } else { "/readyz" };
+        assert_eq!(get(s.addr, path).await.status, 200, "{path}");
+    }
+    let asked = s.asked.load(std::sync::atomic::Ordering::Relaxed);
+    let budget = 2 + (t.elapsed().as_secs_f64() / health::REFRESH_AFTER.as_secs_f64()) as usize;
+    assert!(
+        asked <= budget,
+        "{asked} questions for 300 probes in {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -286,6 +336,7 @@ async fn readyz_flips_with_the_autostart_programs() {
         status("db", State::Backoff, true),
         status("manual", State::Stopped, false),
     ];
+    s.changed("web");
     let r = get(s.addr, "/readyz").await;
     assert_eq!(r.status, 503);
     assert_eq!(
@@ -296,20 +347,69 @@ async fn readyz_flips_with_the_autostart_programs() {
         p.state = State::Running;
         p.ready = true;
     }
+    s.changed("db");
     let r = get(s.addr, "/readyz").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json(), serde_json::json!({"ready": true}));
     // RUNNING is not enough: a program whose readiness check has not passed is not ready.
     s.programs.lock().unwrap()[1].ready = false;
+    s.changed("db");
     let r = get(s.addr, "/readyz").await;
     assert_eq!(r.status, 503);
     s.programs.lock().unwrap()[1].state = State::Fatal;
+    s.changed("db");
     let r = get(s.addr, "/readyz").await;
     assert_eq!(r.status, 503);
     assert_eq!(
         r.json()["not_ready"],
         serde_json::json!([{"name": "db", "state": "FATAL"}])
     );
+}
+
+/// More expensive requests than admitted: the excess gets 503 with Retry-After at once, and
+/// the probes answer all the while.
+#[tokio::test]
+async fn only_the_expensive_endpoints_shed_load() {
+    let limits = Limits {
+        max_expensive: 2,
+        engine_timeout: Duration::from_secs(3),
+        ..Limits::default()
+    };
+    // The engine never answers: /api/programs requests wait (engine_timeout).
+    let s = server(limits, false).await;
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(s.addr).await.expect("connect");
+        c.write_all(b"GET /api/programs HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        waiting.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for path in ["/metrics", "/api/programs", "/api/events"] {
+        let t = Instant::now();
+        let r = get(s.addr, path).await;
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert_eq!(r.header("retry-after"), Some("1"), "{path}");
+        assert!(
+            r.json()["error"].as_str().unwrap().contains("retry"),
+            "{}",
+            r.text()
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{path}: {:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(get(s.addr, "/healthz").await.status, 200);
+    drop(waiting);
+    // Room again once they are gone (the server notices the closed connections).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(s.addr, "/metrics").await.status != 200 {
+        assert!(Instant::now() < deadline, "admission was not given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -518,10 +618,10 @@ async fn keep_alive_then_idle_close() {
     assert!(closed.is_ok(), "an idle kept-alive connection stayed open");
 }
 
-/// Connections beyond the cap are answered 503 and closed; held ones do not starve the server
-/// for good (they time out), and it serves again when they go.
+/// At the cap, a new connection is served and the oldest idle one is closed to make room;
+/// a connection busy with a request is not chosen.
 #[tokio::test]
-async fn connections_beyond_the_cap_are_refused() {
+async fn at_the_cap_the_oldest_idle_connection_makes_room() {
     let limits = Limits {
         max_connections: 8,
         header_timeout: Duration::from_secs(30),
@@ -531,23 +631,24 @@ async fn connections_beyond_the_cap_are_refused() {
     let mut held = Vec::new();
     for _ in 0..8 {
         held.push(TcpStream::connect(s.addr).await.expect("connect"));
+        // Let the server accept them in this order.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // Let the server accept them all.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = get(s.addr, "/healthz").await;
-    assert_eq!(r.status, 503);
-    assert_eq!(r.header("retry-after"), Some("1"));
-    held.truncate(4);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if get(s.addr, "/healthz").await.status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "slots were not freed when clients left"
+    for i in 0..3 {
+        let t = Instant::now();
+        let r = get(s.addr, "/healthz").await;
+        assert_eq!(r.status, 200, "probe {i} at the cap");
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    // The first probe made the oldest close (EOF); each probe's connection closed after its
+    // answer, so the others found room. The rest are still open.
+    for (i, c) in held.iter_mut().enumerate() {
+        let mut buf = [0u8; 16];
+        let closed = matches!(
+            tokio::time::timeout(Duration::from_millis(200), c.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(closed, i == 0, "connection {i}");
     }
 }
 
