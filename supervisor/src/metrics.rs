@@ -8,8 +8,8 @@
 //! only when someone scrapes ([`Metrics::render`], blocking: run it off the runtime thread).
 //! Nothing here runs between scrapes. The `supervisor_*` families are written straight into the
 //! text exposition format — at 1,000 programs that is 20,000 samples, and building them as the
-//! prometheus crate's label/value objects first would cost several times the scrape budget —
-//! while the `process_*` ones come from the crate's process collector and text encoder.
+//! label/value objects of a client library first would cost several times the scrape budget —
+//! and so are the supervisor's own `process_*` ones ([`process`], from `/proc/self`).
 //!
 //! Every labelled series exists as soon as a program is known: a program that never restarted
 //! exports `supervisor_program_restarts_total 0`, and every exit cause and every state is there
@@ -20,10 +20,6 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use prometheus::core::Collector;
-use prometheus::process_collector::ProcessCollector;
-use prometheus::TextEncoder;
 
 use crate::event::{Event, EventSink, ExitCause, Kind, State};
 
@@ -95,8 +91,6 @@ pub struct Metrics {
     shared: Shared,
     /// What the `/proc` scan learnt on earlier scrapes (only scrapes take this lock).
     scanner: Mutex<proc_scan::Scanner>,
-    /// The supervisor's own `process_*` metrics, from the prometheus crate.
-    process: ProcessCollector,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,7 +105,6 @@ impl Metrics {
         Metrics {
             shared: Shared::default(),
             scanner: Mutex::new(proc_scan::Scanner::default()),
-            process: ProcessCollector::for_self(),
         }
     }
 
@@ -133,10 +126,12 @@ impl Metrics {
     }
 
     /// The text exposition of every metric. Reads `/proc`: call it from a blocking thread.
-    pub fn render(&self) -> Result<Vec<u8>, prometheus::Error> {
+    /// It cannot fail (what `/proc` does not tell is left out); the `Result` keeps callers ready
+    /// for a registry that can.
+    pub fn render(&self) -> Result<Vec<u8>, std::convert::Infallible> {
         let mut out = String::new();
         self.write_supervisor_families(&mut out);
-        TextEncoder::new().encode_utf8(&self.process.collect(), &mut out)?;
+        process::write(&mut Text { out: &mut out });
         Ok(out.into_bytes())
     }
 }
@@ -872,7 +867,7 @@ pub(crate) mod proc_scan {
     }
 
     /// The page size and clock ticks per second.
-    fn constants() -> (u64, f64) {
+    pub(super) fn constants() -> (u64, f64) {
         // SAFETY: sysconf has no preconditions; it only reads system constants.
         let (page, ticks) = unsafe {
             (
@@ -929,6 +924,8 @@ pub(crate) mod proc_scan {
         })
     }
 }
+
+mod process;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -493,3 +493,70 @@ fn scrape_of_1000_programs_is_quick() {
     // Generous for a debug build on a loaded CI machine; the release figure is far lower.
     assert!(each < Duration::from_millis(500), "scrape took {each:?}");
 }
+
+#[test]
+fn own_process_metrics_come_from_proc_self() {
+    let line = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 5 0 1234 11108352 1448 18446744073709551615";
+    let s = process::parse_self_stat(line).expect("parse");
+    assert_eq!(
+        s,
+        process::SelfStat {
+            utime: 7,
+            stime: 3,
+            threads: 5,
+            starttime: 1234,
+            vsize: 11_108_352,
+            rss_pages: 1448,
+        }
+    );
+    assert_eq!(
+        process::parse_btime("cpu  1 2\nbtime 1764000000\nprocesses 9\n"),
+        Some(1_764_000_000)
+    );
+    assert_eq!(process::parse_self_stat(b"garbage"), None);
+
+    let text = render(&Metrics::new());
+    for f in [
+        &process::CPU,
+        &process::OPEN_FDS,
+        &process::MAX_FDS,
+        &process::VIRTUAL,
+        &process::RESIDENT,
+        &process::START_TIME,
+        &process::THREADS,
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {} {}\n# TYPE {} ", f.name, f.help, f.name)),
+            "no {} family:\n{text}",
+            f.name
+        );
+    }
+    // The values are this test process's own.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |k: &str| -> f64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} in /proc/self/status"))
+    };
+    let rss = value(&text, "process_resident_memory_bytes").unwrap();
+    assert!(
+        rss > 0.0 && rss < 4.0 * field("VmHWM:") * 1024.0,
+        "rss {rss}"
+    );
+    assert!(value(&text, "process_threads").unwrap() >= 1.0);
+    let fds = value(&text, "process_open_fds").unwrap();
+    let listed = std::fs::read_dir("/proc/self/fd").unwrap().count() as f64;
+    assert!(
+        (fds - listed).abs() <= 8.0,
+        "open fds {fds} vs {listed} listed"
+    );
+    let start = value(&text, "process_start_time_seconds").unwrap();
+    let now = unix_seconds(SystemTime::now());
+    assert!(
+        start > now - 3600.0 && start <= now + 1.0,
+        "start {start}, now {now}"
+    );
+}
