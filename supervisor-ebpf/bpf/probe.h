@@ -16,6 +16,14 @@
 #define PROBE_KIND_SIGNAL 1 /* signal_generate: a signal was generated for a watched process */
 #define PROBE_KIND_EXIT 2   /* sched_process_exit: the last thread of a watched process exited */
 #define PROBE_KIND_OOM 3    /* mark_victim: the OOM killer chose a watched process */
+#define PROBE_KIND_LOST 4   /* records this CPU could not queue since its last LOST record */
+
+/* Repeats of one signal (same sender process, target, signal and si_code) within this window
+ * of the first are folded into a count instead of a record each (PROBE_KIND_SIGNAL records
+ * with count > 1 carry the folded repeats). */
+#define PROBE_FOLD_WINDOW_NS 1000000000ULL
+/* Descendants followed per program (its process tree, the program's own process excluded). */
+#define PROBE_MAX_TREE 1024
 
 /* Size of the WATCH_BUCKETS prefilter (a power of two: the modulo is a mask). */
 #define PROBE_WATCH_BUCKETS 4096
@@ -26,10 +34,21 @@ struct probe_event {
 	/* OOM: the smallest memory limit (in pages) of the victim's memory cgroup and its
 	 * ancestors; 0 when unreadable. The kernel's "no limit" is a huge value. */
 	__u64 memory_limit_pages;
+	/* SIGNAL: how many identical signals this record stands for (1, or the repeats folded
+	 * since the previous record of the same signal); LOST: records this CPU lost. */
+	__u64 count;
 	__u32 kind;
-	/* The target (the watched process): tgid and tid in the supervisor's PID namespace. */
+	/* The target (a watched process: a program's own, or one of its descendants): tgid and tid
+	 * in the supervisor's PID namespace. */
 	__u32 target_pid;
 	__u32 target_tid;
+	/* The program's own process the target belongs to (== target_pid for that process). */
+	__u32 root_pid;
+	/* The loader's tag for that process (tells a reused pid from the one it watched). */
+	__u32 tag;
+	/* The target's parent process, in the supervisor's PID namespace. */
+	__u32 target_ppid;
+	__u32 reserved;
 	__s32 signo;
 	/* si_code: SI_USER, SI_KERNEL, SI_QUEUE, SI_TKILL, SI_TIMER, a fault code... */
 	__s32 code;
@@ -48,6 +67,8 @@ struct probe_event {
 	__u32 sender_outside_ns;
 	char sender_comm[16];
 	char sender_parent_comm[16];
+	/* The target's command name (descendants are named by it). */
+	char target_comm[16];
 };
 
 #endif

@@ -17,29 +17,48 @@ pub const KIND_SIGNAL: u32 = 1;
 pub const KIND_EXIT: u32 = 2;
 /// The OOM killer chose a watched process.
 pub const KIND_OOM: u32 = 3;
+/// Records one CPU could not queue (ring buffer full) since its last such record: `count`.
+pub const KIND_LOST: u32 = 4;
+
+/// Repeats of one signal (same sender process, target, signal, `si_code`) within this many
+/// nanoseconds of the first are folded into one record's `count` (`PROBE_FOLD_WINDOW_NS`).
+pub const FOLD_WINDOW_NS: u64 = 1_000_000_000;
+/// Descendants followed per program process (`PROBE_MAX_TREE`).
+pub const MAX_TREE: u32 = 1024;
 
 /// Ring buffer of [`RawEvent`]s.
 pub const MAP_EVENTS: &str = "EVENTS";
-/// Hash map `u32 pid → u32` of watched pids (in the supervisor's PID namespace).
+/// Hash map `u32 pid → u32 tag` of the programs' own processes (pids in the supervisor's PID
+/// namespace; the tag, never 0, is the loader's).
 pub const MAP_WATCHED: &str = "WATCHED";
+/// Hash map of the programs' descendants (kept by the kernel alone).
+pub const MAP_DESCENDANTS: &str = "DESCENDANTS";
 /// Array `u32 bucket → u32 count` of [`MAP_WATCHED`] pids with `pid % WATCH_BUCKETS ==
 /// bucket`: the kernel's cheap "not watched" answer, kept in step with [`MAP_WATCHED`].
 pub const MAP_WATCH_BUCKETS: &str = "WATCH_BUCKETS";
 /// Number of buckets in [`MAP_WATCH_BUCKETS`] (`PROBE_WATCH_BUCKETS`).
 pub const WATCH_BUCKETS: u32 = 4096;
-/// Per-CPU `u64` counter (one slot) of records dropped because the ring buffer was full.
-pub const MAP_LOST: &str = "LOST";
+/// Per-CPU `u64` counters, indexed by `STAT_*`.
+pub const MAP_STATS: &str = "STATS";
+/// [`MAP_STATS`] slot: signals and records dropped because the ring buffer was full.
+pub const STAT_LOST: u32 = 0;
+/// [`MAP_STATS`] slot: forks not followed (a tree at [`MAX_TREE`], or a full map).
+pub const STAT_UNFOLLOWED: u32 = 2;
 /// `u32` global: inode number of the supervisor's PID namespace; set before loading.
 pub const GLOBAL_PIDNS_INUM: &str = "PIDNS_INUM";
+/// `u32` global: the supervisor's pid in that namespace (its children are followed from
+/// their fork); set before loading.
+pub const GLOBAL_SUPERVISOR_PID: &str = "SUPERVISOR_PID";
 
 /// The programs: (function name in the object, tracepoint it attaches to as `tp_btf`,
 /// required). `mark_victim` passes the victim's task only on recent kernels (older ones pass a
 /// host pid): without it the probe still runs, and an OOM kill shows as a SIGKILL from the
-/// kernel.
+/// kernel. Without `sched_process_fork` only the programs' own processes are watched.
 pub const PROGRAMS: &[(&str, &str, bool)] = &[
     ("sig_generate", "signal_generate", true),
     ("proc_exit", "sched_process_exit", true),
     ("oom_victim", "mark_victim", false),
+    ("proc_fork", "sched_process_fork", false),
 ];
 
 /// One record from the ring buffer: `struct probe_event` of `bpf/probe.h`.
@@ -54,12 +73,23 @@ pub struct RawEvent {
     /// OOM: smallest memory limit (pages) of the victim's memory cgroup and its ancestors;
     /// 0 when unreadable.
     pub memory_limit_pages: u64,
-    /// [`KIND_SIGNAL`], [`KIND_EXIT`] or [`KIND_OOM`].
+    /// Signals: how many identical signals the record stands for (1, or the repeats folded
+    /// since the previous record of that signal); [`KIND_LOST`]: records lost.
+    pub count: u64,
+    /// [`KIND_SIGNAL`], [`KIND_EXIT`], [`KIND_OOM`] or [`KIND_LOST`].
     pub kind: u32,
     /// Target process id in the supervisor's PID namespace.
     pub target_pid: u32,
     /// Target thread id in the supervisor's PID namespace.
     pub target_tid: u32,
+    /// The program's own process the target belongs to (`target_pid` for that process).
+    pub root_pid: u32,
+    /// The loader's tag for that process (as in [`MAP_WATCHED`]).
+    pub tag: u32,
+    /// The target's parent process.
+    pub target_ppid: u32,
+    /// Always 0 (explicit padding).
+    pub reserved: u32,
     /// Signal number (`SIGKILL` for OOM records).
     pub signo: i32,
     /// `si_code` of the signal.
@@ -82,9 +112,11 @@ pub struct RawEvent {
     pub sender_comm: [u8; 16],
     /// Sender's parent process's command name, NUL-padded.
     pub sender_parent_comm: [u8; 16],
+    /// Target's command name, NUL-padded.
+    pub target_comm: [u8; 16],
 }
 
-const _: () = assert!(std::mem::size_of::<RawEvent>() == 96);
+const _: () = assert!(std::mem::size_of::<RawEvent>() == 136);
 const _: () = assert!(std::mem::align_of::<RawEvent>() == 8);
 
 /// Why the probe is not in this build (set by `build.rs` when clang or a header was missing).
@@ -145,9 +177,14 @@ mod tests {
                 "memory_limit_pages",
                 offset_of!(RawEvent, memory_limit_pages),
             ),
+            ("count", offset_of!(RawEvent, count)),
             ("kind", offset_of!(RawEvent, kind)),
             ("target_pid", offset_of!(RawEvent, target_pid)),
             ("target_tid", offset_of!(RawEvent, target_tid)),
+            ("root_pid", offset_of!(RawEvent, root_pid)),
+            ("tag", offset_of!(RawEvent, tag)),
+            ("target_ppid", offset_of!(RawEvent, target_ppid)),
+            ("reserved", offset_of!(RawEvent, reserved)),
             ("signo", offset_of!(RawEvent, signo)),
             ("code", offset_of!(RawEvent, code)),
             ("result", offset_of!(RawEvent, result)),
@@ -162,6 +199,7 @@ mod tests {
                 "sender_parent_comm",
                 offset_of!(RawEvent, sender_parent_comm),
             ),
+            ("target_comm", offset_of!(RawEvent, target_comm)),
         ];
         let btf = btf::section(object().unwrap(), ".BTF").expect("the object has a .BTF section");
         let (size, members) =
@@ -183,6 +221,7 @@ mod tests {
             ("PROBE_KIND_SIGNAL", KIND_SIGNAL),
             ("PROBE_KIND_EXIT", KIND_EXIT),
             ("PROBE_KIND_OOM", KIND_OOM),
+            ("PROBE_KIND_LOST", KIND_LOST),
         ] {
             assert!(
                 header.contains(&format!("#define {name} {value} ")),
@@ -195,7 +234,22 @@ mod tests {
             )));
         }
         assert!(header.contains(&format!("#define PROBE_WATCH_BUCKETS {WATCH_BUCKETS}\n")));
-        for map in [MAP_EVENTS, MAP_WATCHED, MAP_WATCH_BUCKETS, MAP_LOST] {
+        assert!(header.contains(&format!("#define PROBE_MAX_TREE {MAX_TREE}\n")));
+        assert!(header.contains(&format!(
+            "#define PROBE_FOLD_WINDOW_NS {FOLD_WINDOW_NS}ULL\n"
+        )));
+        assert!(src.contains(&format!("#define STAT_LOST {STAT_LOST} ")));
+        assert!(src.contains(&format!("#define STAT_UNFOLLOWED {STAT_UNFOLLOWED} ")));
+        assert!(src.contains(&format!(
+            "const volatile __u32 {GLOBAL_SUPERVISOR_PID} = 0;"
+        )));
+        for map in [
+            MAP_EVENTS,
+            MAP_WATCHED,
+            MAP_WATCH_BUCKETS,
+            MAP_STATS,
+            MAP_DESCENDANTS,
+        ] {
             assert!(
                 src.contains(&format!("}} {map} SEC(\".maps\");")),
                 "map {map}"

@@ -51,6 +51,9 @@ struct ProgramMetrics {
     /// Signals the eBPF probe saw sent to the program, by (signal, sender); at most
     /// [`MAX_SENDERS`] pairs, the rest counted under sender `other`.
     signals: BTreeMap<(String, String), u64>,
+    /// Signals the eBPF probe saw sent to the program's descendants, by signal (a bounded
+    /// set of names).
+    descendant_signals: BTreeMap<String, u64>,
 }
 
 /// Distinct (signal, sender) series per program (bounded cardinality).
@@ -70,6 +73,7 @@ impl Default for ProgramMetrics {
             ready: false,
             health_checks: [0; 2],
             signals: BTreeMap::new(),
+            descendant_signals: BTreeMap::new(),
         }
     }
 }
@@ -83,6 +87,17 @@ struct Shared {
     /// Events the log dropped because its reader stalled (told by the log sink, not an event:
     /// the events themselves are what was lost).
     log_events_dropped: AtomicU64,
+    /// The probe's count of lost records, read at scrape time (set once it is loaded).
+    probe_lost: std::sync::OnceLock<LostCounter>,
+}
+
+/// The probe's lost-record counter, as [`Metrics::set_probe_lost_counter`] got it.
+struct LostCounter(Box<dyn Fn() -> u64 + Send + Sync>);
+
+impl std::fmt::Debug for LostCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LostCounter")
+    }
 }
 
 /// The supervisor's metrics: an event sink that renders what it learnt when scraped.
@@ -123,6 +138,11 @@ impl Metrics {
     /// Events the log dropped so far.
     pub fn log_events_dropped(&self) -> u64 {
         self.shared.log_events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Where to read the probe's lost-record count at scrape time (set once, when it loads).
+    pub fn set_probe_lost_counter(&self, lost: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.shared.probe_lost.set(LostCounter(Box::new(lost)));
     }
 
     /// The text exposition of every metric. Reads `/proc`: call it from a blocking thread.
@@ -215,7 +235,11 @@ impl Shared {
                 } else {
                     (signal, "other".to_string())
                 };
-                *p.signals.entry(key).or_default() += 1;
+                *p.signals.entry(key).or_default() += signal_count(e);
+            }
+            Kind::DescendantSignaled => {
+                let signal = e.signal.clone().unwrap_or_default();
+                *p.descendant_signals.entry(signal).or_default() += signal_count(e);
             }
             Kind::SpawnFailed => {
                 p.pid = None;
@@ -229,6 +253,15 @@ impl Shared {
             _ => {}
         }
     }
+}
+
+/// How many signals a `signal_observed`/`descendant_signaled` event stands for (the probe
+/// folds identical repeats into one record).
+fn signal_count(e: &Event) -> u64 {
+    e.killed_by
+        .as_ref()
+        .and_then(|k| k.first())
+        .map_or(1, |k| k.count.max(1))
 }
 
 fn cause_index(cause: ExitCause) -> usize {
@@ -295,6 +328,11 @@ const SIGNALS: FamilySpec = family(
     Type::Counter,
     "Signals sent to the program's process, as the eBPF probe saw them, by signal and sender (its command, supervisor, or kernel).",
 );
+const DESCENDANT_SIGNALS: FamilySpec = family(
+    "supervisor_program_descendant_signals_total",
+    Type::Counter,
+    "Signals sent to processes the program's process forked (at any depth), as the eBPF probe saw them, by signal.",
+);
 const START_TIME: FamilySpec = family(
     "supervisor_program_start_time_seconds",
     Type::Gauge,
@@ -340,6 +378,11 @@ const BUILD_INFO: FamilySpec = family(
     Type::Gauge,
     "Always 1; the supervisor's version as a label.",
 );
+const PROBE_LOST: FamilySpec = family(
+    "supervisor_probe_events_lost_total",
+    Type::Counter,
+    "Records of the eBPF probe lost because its ring buffer was full (a folded record counts for the signals it stood for), or undecodable.",
+);
 const PROBE_LOADED: FamilySpec = family(
     "supervisor_probe_loaded",
     Type::Gauge,
@@ -354,7 +397,7 @@ const LOG_DROPPED: FamilySpec = family(
 
 /// Every family this module writes itself, in output order (the tests check each one).
 #[cfg(test)]
-const FAMILIES: [&FamilySpec; 18] = [
+const FAMILIES: [&FamilySpec; 20] = [
     &UP,
     &READY,
     &STATE,
@@ -362,6 +405,7 @@ const FAMILIES: [&FamilySpec; 18] = [
     &EXITS,
     &HEALTH_CHECKS,
     &SIGNALS,
+    &DESCENDANT_SIGNALS,
     &START_TIME,
     &UPTIME,
     &LAST_EXIT_CODE,
@@ -373,6 +417,7 @@ const FAMILIES: [&FamilySpec; 18] = [
     &BUILD_INFO,
     &PROBE_LOADED,
     &LOG_DROPPED,
+    &PROBE_LOST,
 ];
 
 fn unix_seconds(t: SystemTime) -> f64 {
@@ -542,6 +587,12 @@ impl Metrics {
                     t.sample(&SIGNALS, &labels, Some(("sender", sender)), n);
                 }
             }
+            t.header(&DESCENDANT_SIGNALS);
+            for r in &rows {
+                for (signal, n) in &r.m.descendant_signals {
+                    t.sample(&DESCENDANT_SIGNALS, &r.labels, Some(("signal", signal)), n);
+                }
+            }
             t.header(&START_TIME);
             for r in &rows {
                 t.sample(
@@ -615,6 +666,13 @@ impl Metrics {
             "",
             None,
             self.shared.log_events_dropped.load(Ordering::Relaxed),
+        );
+        t.header(&PROBE_LOST);
+        t.sample(
+            &PROBE_LOST,
+            "",
+            None,
+            self.shared.probe_lost.get().map_or(0, |lost| (lost.0)()),
         );
     }
 }

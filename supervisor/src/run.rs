@@ -200,6 +200,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                     _ => "eBPF probe off".to_string(),
                 };
                 metrics.set_probe_loaded(probe.is_some());
+                if let Some(p) = &probe {
+                    metrics.set_probe_lost_counter(p.lost_counter());
+                }
                 bus.emit(Event::new(Level::Info, Kind::Notice, line));
                 if let Some(p) = &probe {
                     for note in p.notes() {

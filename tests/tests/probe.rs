@@ -212,3 +212,221 @@ fn without_capabilities_the_probe_is_optional() {
         "nothing started"
     );
 }
+
+/// Issue 14: the whole tree is watched, causes are exact, and a burst loses nothing silently.
+fn tree_conf(dir: &TempDir) -> std::path::PathBuf {
+    let ready = |name: &str| dir.path().join(name).display().to_string();
+    // Handles SIGUSR1, then exits 0 on its own 1.5 s later.
+    dir.write(
+        "usr1.py",
+        &format!(
+            "import signal, time\ngot = []\nsignal.signal(signal.SIGUSR1, lambda *a: got.append(1))\n\
+             open('{}', 'w').close()\nwhile not got:\n    time.sleep(0.02)\ntime.sleep(1.5)\n",
+            ready("usr1.ready")
+        ),
+    );
+    // Handles SIGUSR1 and runs until stopped.
+    dir.write(
+        "burst.py",
+        &format!(
+            "import signal, time\nsignal.signal(signal.SIGUSR1, lambda *a: None)\n\
+             open('{}', 'w').close()\nwhile True:\n    time.sleep(1000)\n",
+            ready("burst.ready")
+        ),
+    );
+    let d = dir.path().display();
+    dir.write(
+        "tree.conf",
+        &format!(
+            "[program:wrap]\ncommand=sh -c 'sleep 1000; exit $?'\nstartsecs=0\nautorestart=false\n\n\
+             [program:usr1]\ncommand=python3 {d}/usr1.py\nstartsecs=0\nautorestart=false\n\n\
+             [program:pipe]\ncommand=sh -c 'sleep 0.5; exec python3 -c \"import os, signal; signal.signal(signal.SIGPIPE, signal.SIG_DFL); r, w = os.pipe(); os.close(r); os.write(w, b\\\"x\\\")\"'\nstartsecs=0\nautorestart=false\n\n\
+             [program:burst]\ncommand=python3 {d}/burst.py\nstartsecs=0\nautorestart=false\n"
+        ),
+    )
+}
+
+fn wait_file(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + T;
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first child of a process, as the test (host) sees it.
+fn first_child(host_pid: u32) -> u32 {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{host_pid}/task/{host_pid}/children"))
+            .unwrap_or_default();
+        if let Some(pid) = kids.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            return pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{host_pid} has no child"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sum of the samples of `metric` whose labels contain every one of `labels`.
+fn metric_sum(body: &str, metric: &str, labels: &[&str]) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with(metric) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn the_whole_tree_is_watched_and_causes_are_exact() {
+    let dir = TempDir::new("probe-tree");
+    let conf = tree_conf(&dir);
+    let sock = dir.path().join("s.sock");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "run",
+        "-c",
+        conf.to_str().unwrap(),
+        "--metrics-addr",
+        &addr,
+        "--probe",
+        "on",
+        "--socket",
+        sock.to_str().unwrap(),
+    ];
+    let sup = Sup::start(Mode::Pid1, dir.path(), &args);
+
+    // 1. A wrapper script's child is SIGTERMed from outside: the wrapper's exit names it.
+    let wrap = sup.wait_event("wrap running", T, |e| is(e, "running", "wrap"));
+    let sleep_host = first_child(sup.to_host_pid(pid(&wrap)));
+    // SAFETY: kill(2) on the wrapper's child, found just above.
+    assert_eq!(unsafe { libc::kill(sleep_host as i32, libc::SIGTERM) }, 0);
+    let killed = sup.wait_event("the child's death", T, |e| {
+        is(e, "descendant_killed", "wrap")
+    });
+    let child = pid(&killed);
+    assert_eq!(killed["signal"], "SIGTERM", "{killed}");
+    assert_eq!(
+        killed["killed_by"][0]["outside_namespace"], true,
+        "{killed}"
+    );
+    assert!(
+        msg(&killed).starts_with(&format!(
+            "descendant: in wrap, its child sleep (pid {child}) was killed by SIGTERM from '"
+        )),
+        "{killed}"
+    );
+    let e = sup.wait_event("wrap exited", T, |e| is(e, "exited", "wrap"));
+    assert_eq!(e["exit_code"], 143, "{e}");
+    assert_eq!(e["origin"], "descendant_killed", "{e}");
+    assert!(
+        msg(&e).ends_with(&format!(
+            "after its child sleep (pid {child}) was killed by SIGTERM from pid 0 '{}' uid 0 (outside the container)",
+            killed["killed_by"][0]["sender_comm"].as_str().unwrap()
+        )),
+        "{e}"
+    );
+    let (code, out, err) = ctl(&sock, &["why", "wrap"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "Its child sleep (pid {child}) was killed by SIGTERM from '"
+        )) && out.contains("outside the container, just before it exited: the likely cause."),
+        "{out}"
+    );
+    assert!(!out.contains("No signal was involved"), "{out}");
+
+    // 2. A handled SIGUSR1, then an exit of its own 1.5 s later: not blamed, but said.
+    let usr1 = sup.wait_event("usr1 running", T, |e| is(e, "running", "usr1"));
+    wait_file(&dir.path().join("usr1.ready"));
+    sup.signal_program_pid(pid(&usr1), libc::SIGUSR1);
+    let e = sup.wait_event("usr1 exited", T, |e| is(e, "exited", "usr1"));
+    assert_eq!(e["exit_code"], 0, "{e}");
+    assert_eq!(e["origin"], "exited", "{e}");
+    let m = msg(&e);
+    let after = m
+        .split(" s after SIGUSR1 from pid 0 ")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|secs| secs.parse::<f64>().ok());
+    assert!(
+        after.is_some_and(|s| s >= 1.0),
+        "how long after the signal: {m}"
+    );
+    let (_, out, _) = ctl(&sock, &["why", "usr1"]);
+    assert!(
+        out.contains("It exited on its own: no signal it received ended it."),
+        "{out}"
+    );
+
+    // 3. A broken pipe is the kernel's, with the reason, and no sender.
+    let e = sup.wait_event("pipe exited", T, |e| is(e, "exited", "pipe"));
+    assert_eq!(e["signal"], "SIGPIPE", "{e}");
+    assert_eq!(e["origin"], "signal_from_kernel", "{e}");
+    let k = &e["killed_by"][0];
+    assert_eq!(k["from_process"], false, "{e}");
+    assert!(
+        k["reason"].as_str().unwrap().starts_with("broken pipe"),
+        "{e}"
+    );
+    for field in ["sender_pid", "sender_ppid", "sender_comm", "sender_uid"] {
+        assert!(
+            k.get(field).is_none(),
+            "no {field} for a kernel-made signal: {e}"
+        );
+    }
+    let (_, out, _) = ctl(&sock, &["why", "pipe"]);
+    assert!(
+        out.contains("The kernel signalled it: broken pipe"),
+        "{out}"
+    );
+
+    // 4. 10,000 signals in a burst: records + folded counts + lost == sent.
+    let burst = sup.wait_event("burst running", T, |e| is(e, "running", "burst"));
+    wait_file(&dir.path().join("burst.ready"));
+    let host = sup.to_host_pid(pid(&burst));
+    const SENT: u64 = 10_000;
+    for _ in 0..SENT {
+        // SAFETY: kill(2) on the program, which handles SIGUSR1.
+        assert_eq!(unsafe { libc::kill(host as i32, libc::SIGUSR1) }, 0);
+    }
+    // The stop signal, a different one, brings the folded count with it.
+    let (code, out, err) = ctl(&sock, &["stop", "burst"]);
+    assert_eq!(code, 0, "{out}{err}");
+    sup.wait_event("burst stopped", T, |e| is(e, "stopped", "burst"));
+    let body = http_get(&addr, "/metrics").body;
+    let seen = metric_sum(
+        &body,
+        "supervisor_program_signals_total{",
+        &["program=\"burst\"", "signal=\"SIGUSR1\""],
+    );
+    let lost = metric_sum(&body, "supervisor_probe_events_lost_total", &[]);
+    assert_eq!(seen + lost, SENT, "seen {seen} + lost {lost}: {body}");
+    let records = sup
+        .events()
+        .iter()
+        .filter(|e| is(e, "signal_observed", "burst") && e["signal"] == "SIGUSR1")
+        .count();
+    assert!(
+        records <= 20,
+        "a handful of records for the burst, not {records}"
+    );
+    assert_eq!(
+        metric_sum(
+            &body,
+            "supervisor_program_descendant_signals_total{",
+            &["program=\"wrap\"", "signal=\"SIGTERM\""]
+        ),
+        1,
+        "{body}"
+    );
+    let mut sup = sup;
+    sup.signal(libc::SIGTERM);
+    assert_eq!(sup.wait_exit(T), 0);
+}

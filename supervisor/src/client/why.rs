@@ -1,14 +1,15 @@
 //! `supervisor why NAME`: the last deaths of a program, newest first, one paragraph each —
 //! when, how long it had run, how it died, who sent what from where, and what the supervisor
-//! did next. Built from the lifecycle events (which carry the eBPF probe's findings).
+//! did next; and, one line each, the processes of its tree that a signal killed. Built from
+//! the lifecycle events (which carry the eBPF probe's findings).
 
 use serde_json::Value;
 
-/// The events that end a process.
+/// The events that end a process (a program's, or one of its tree's).
 fn is_death(e: &Value) -> bool {
     matches!(
         e["event"].as_str(),
-        Some("exited" | "stopped" | "spawn_failed")
+        Some("exited" | "stopped" | "spawn_failed" | "descendant_killed")
     )
 }
 
@@ -49,6 +50,17 @@ pub fn paragraph(death: &Value, next: Option<&Value>) -> String {
     let pid = death["pid"]
         .as_u64()
         .map_or(String::new(), |p| format!(" (pid {p})"));
+    if death["event"] == "descendant_killed" {
+        // "2026-11-25 10:00:00.000: in mysqld, its child mariadbd (pid 52) was killed by ..."
+        let what = death["msg"]
+            .as_str()
+            .and_then(|m| m.strip_prefix("descendant: "))
+            .map_or_else(
+                || format!("in {name}, a descendant was killed by a signal"),
+                String::from,
+            );
+        return format!("{when}: {what}.");
+    }
     let mut s = format!("{when}: {name}{pid}");
     if death["event"] == "spawn_failed" {
         s.push_str(&format!(
@@ -73,27 +85,59 @@ pub fn paragraph(death: &Value, next: Option<&Value>) -> String {
             Some(false) => s.push_str(" (not expected)."),
             None => s.push('.'),
         }
+        let signals = death["killed_by"].as_array().cloned().unwrap_or_default();
+        let reason = signals
+            .iter()
+            .rev()
+            .find_map(|k| k["reason"].as_str())
+            .map_or(String::new(), |r| format!(": {r}"));
+        let descendant = signals
+            .iter()
+            .rev()
+            .find(|k| k["target"].is_string())
+            .map(|k| {
+                format!(
+                    "{} was killed by {}",
+                    k["target"].as_str().unwrap_or("a descendant"),
+                    k["text"].as_str().unwrap_or("a signal")
+                )
+            });
         let origin = match death["origin"].as_str() {
-            Some("signal_from_process") => "A process signalled it.",
-            Some("signal_from_kernel") => "The kernel signalled it (a fault).",
-            Some("oom_killed") => "The kernel's OOM killer chose it: it ran out of memory.",
-            Some("stopped_by_supervisor") => "The supervisor stopped it.",
-            Some("exited") => "No signal was involved: it exited on its own.",
-            _ => "",
+            Some("signal_from_process") => "A process signalled it.".to_string(),
+            Some("signal_from_kernel") => format!("The kernel signalled it{reason}."),
+            Some("oom_killed") => {
+                "The kernel's OOM killer chose it: it ran out of memory.".to_string()
+            }
+            Some("stopped_by_supervisor") => "The supervisor stopped it.".to_string(),
+            Some("exited") if signals.is_empty() => {
+                "No signal was involved: it exited on its own.".to_string()
+            }
+            Some("exited") => "It exited on its own: no signal it received ended it.".to_string(),
+            Some("descendant_killed") => {
+                let mut d = descendant
+                    .unwrap_or_else(|| "A process it forked was killed by a signal".into());
+                d[..1].make_ascii_uppercase();
+                format!("{d}, just before it exited: the likely cause.")
+            }
+            _ => String::new(),
         };
         if !origin.is_empty() {
             s.push(' ');
-            s.push_str(origin);
+            s.push_str(&origin);
         }
         if death["cause"] == "unhealthy" {
             s.push_str(" It was restarted because its health check kept failing.");
         }
         match death["killed_by"].as_array() {
-            Some(signals) if !signals.is_empty() => {
+            Some(signals) if signals.iter().any(|k| !k["target"].is_string()) => {
                 s.push_str(" Signals it received:");
-                for k in signals {
+                for k in signals.iter().filter(|k| !k["target"].is_string()) {
+                    let before = k["before_exit_s"]
+                        .as_f64()
+                        .filter(|b| *b >= 0.05)
+                        .map_or(String::new(), |b| format!(", {b:.1} s before it ended"));
                     s.push_str(&format!(
-                        " {} [{}, {}];",
+                        " {} [{}, {}{before}];",
                         k["text"].as_str().unwrap_or("?"),
                         k["code"].as_str().unwrap_or("?"),
                         k["result"].as_str().unwrap_or("?")
@@ -102,6 +146,7 @@ pub fn paragraph(death: &Value, next: Option<&Value>) -> String {
                 s.pop();
                 s.push('.');
             }
+            Some(_) => {}
             _ if death["signal"].is_string() && death.get("killed_by").is_none() => {
                 s.push_str(" Who sent the signal is unknown: the eBPF probe was not loaded (grant CAP_BPF and CAP_PERFMON: docker run --cap-add BPF --cap-add PERFMON).");
             }

@@ -338,10 +338,42 @@ impl Engine {
     }
 
     /// A record from the eBPF probe: kept for the exit it may explain; a signal to a program
-    /// is also an event of its own (and a metric), whether or not the program dies of it.
+    /// (or to a process of its tree) is also an event of its own (and a metric), whether or
+    /// not the program dies of it; records lost in a burst are said once.
     fn on_probe_record(&mut self, record: crate::probe::ProbeRecord) {
-        let Some((pid, k)) = self.forensics.absorb(record) else {
-            return;
+        use forensics::Absorbed;
+        let (pid, kind, k) = match self.forensics.absorb(record) {
+            Absorbed::Nothing => return,
+            Absorbed::LostNotice(n) => {
+                self.notice(
+                    Level::Warn,
+                    format!(
+                        "eBPF probe: its ring buffer was full and {n} records were lost; what \
+                         else this burst loses is counted in supervisor_probe_events_lost_total"
+                    ),
+                );
+                return;
+            }
+            Absorbed::Signal(pid, k) => (pid, Kind::SignalObserved, k),
+            Absorbed::DescendantSignal(pid, k) => (pid, Kind::DescendantSignaled, k),
+            Absorbed::DescendantKilled(pid, d) => {
+                let Some(i) = self.slots.iter().position(|s| s.prog.pid == Some(pid)) else {
+                    return;
+                };
+                let p = &self.slots[i].prog;
+                let mut e = p.event(
+                    Level::Info,
+                    Kind::DescendantKilled,
+                    p.state,
+                    format!("descendant: in {}, {}", p.spec.name, d.sentence()),
+                );
+                e.pid = Some(d.pid);
+                e.signal = Some(d.signal.clone());
+                e.core_dumped = Some(d.core_dumped);
+                e.killed_by = d.killed_by.map(|k| vec![k]);
+                self.bus.emit(e);
+                return;
+            }
         };
         let Some(i) = self.slots.iter().position(|s| s.prog.pid == Some(pid)) else {
             return;
@@ -350,29 +382,35 @@ impl Engine {
         let own = if self.is_pid1 { 1 } else { std::process::id() };
         let sender = if !k.from_process {
             "kernel".to_string()
-        } else if k.sender_pid == own && !k.outside_namespace {
+        } else if k.sender_pid == Some(own) && k.outside_namespace == Some(false) {
             "supervisor".to_string()
         } else {
-            k.sender_comm.clone()
+            k.sender_comm.clone().unwrap_or_default()
         };
-        // The supervisor's own stop signals are already in the log as `stopping`.
-        let level = if sender == "supervisor" {
+        // The supervisor's own stop signals are already in the log as `stopping`; signals
+        // inside a program's tree are routine for many (a master signalling its workers).
+        let level = if sender == "supervisor" || kind == Kind::DescendantSignaled {
             Level::Debug
         } else {
             Level::Info
         };
-        let mut e = p.event(
-            level,
-            Kind::SignalObserved,
-            p.state,
-            format!(
+        let msg = match &k.target {
+            Some(target) => format!(
+                "signal: {target} of {} got {} ({})",
+                p.spec.name, k.text, k.result
+            ),
+            None => format!(
                 "signal: {} (pid {pid}) got {} ({})",
                 p.spec.name, k.text, k.result
             ),
-        );
+        };
+        let mut e = p.event(level, kind, p.state, msg);
+        if let Some(target) = k.target_pid {
+            e.pid = Some(target);
+        }
         e.signal = Some(k.signal.clone());
-        e.sender_pid = Some(k.sender_pid);
-        e.sender_uid = Some(k.sender_uid);
+        e.sender_pid = k.sender_pid;
+        e.sender_uid = k.sender_uid;
         e.sender = Some(sender);
         e.killed_by = Some(vec![k]);
         self.bus.emit(e);
@@ -400,7 +438,10 @@ impl Engine {
         } else {
             counted
         };
-        let (killed_by, origin) = self.forensics.explain(pid, status, stopping, oom_killed);
+        let stopsignal = self.slots[i].prog.spec.stopsignal;
+        let explanation = self
+            .forensics
+            .explain(pid, status, stopping, oom_killed, stopsignal);
         let (mut events, actions) =
             self.slots[i]
                 .prog
@@ -409,7 +450,7 @@ impl Engine {
             .iter_mut()
             .find(|e| matches!(e.kind, Kind::Exited | Kind::Stopped))
         {
-            forensics::annotate(e, killed_by, origin);
+            forensics::annotate(e, explanation);
         }
         self.emit_all(events);
         self.perform(i, actions);

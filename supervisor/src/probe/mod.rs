@@ -1,6 +1,7 @@
 //! The eBPF forensics probe, user side: loads the kernel programs of `supervisor-ebpf` with
 //! aya, keeps their map of watched pids, and reads what they saw — who signalled a supervised
-//! process, how it exited, whether the OOM killer chose it — as [`ProbeRecord`]s.
+//! process or any process of its tree, how it exited, whether the OOM killer chose it — as
+//! [`ProbeRecord`]s.
 //!
 //! # How the engine uses it
 //!
@@ -11,10 +12,30 @@
 //! let mut reader = probe.take_reader();          // once; inside the tokio runtime
 //! on spawn:        probe.watch(pid)              // pid as the supervisor sees it
 //! select! branch:  record = reader.next()        // cancel-safe
+//!                  probe.current(&record)        // false: about an earlier process: drop it
 //! on a pidfd exit: reader.drain()                // before emitting `exited`, then
 //!                  probe.unwatch(pid)
-//! metrics:         probe.lost_events()           // at scrape time
+//! metrics:         probe.lost_counter()          // read at scrape time
 //! ```
+//!
+//! # The process tree
+//!
+//! The kernel follows `sched_process_fork`: every process a watched one forks, at any depth,
+//! is watched too and tagged with its root (the program's process, [`ProbeRecord::root_pid`]).
+//! Children of the supervisor are followed from their fork, before they exec, so a wrapper
+//! script's first child is never missed. Descendants live in a map of their own that only the
+//! kernel writes: at most [`supervisor_ebpf::MAX_TREE`] per program (a fork bomb fills its own
+//! share), 8,192 in all; the programs' own processes are in another map that only the loader
+//! writes, so nothing a program does can unwatch another one. Forks past a limit are not
+//! followed, and counted ([`Probe::unfollowed_forks`]).
+//!
+//! # Bursts
+//!
+//! Identical signals (same sender process, target, signal and `si_code`) within
+//! [`supervisor_ebpf::FOLD_WINDOW_NS`] of the first are folded in the kernel into one record's
+//! `count`, sent with the next different signal to the target, the next repeat after the
+//! window, or the target's exit. Whatever the ring buffer still cannot take is counted
+//! ([`Probe::lost_events`]) and announced by a [`ProbeRecord::Lost`] record once there is room.
 //!
 //! # Guarantees
 //!
@@ -43,10 +64,10 @@
 mod record;
 
 pub use record::{
-    describe, describe_exit_code, describe_in, from_process, result_name, si_code_meaning,
-    si_code_name, wall_time, DecodeError, ProbeRecord, RESULT_DELIVERED, RESULT_IGNORED,
-    RESULT_LOSE_INFO, RESULT_OVERFLOW_FAIL, RESULT_PENDING, SI_ASYNCIO, SI_DETHREAD, SI_KERNEL,
-    SI_MESGQ, SI_QUEUE, SI_SIGIO, SI_TIMER, SI_TKILL, SI_USER,
+    can_end_a_process, describe, describe_exit_code, describe_in, from_process, kernel_reason,
+    monotonic_ns, result_name, si_code_meaning, si_code_name, wall_time, DecodeError, ProbeRecord,
+    RESULT_DELIVERED, RESULT_IGNORED, RESULT_LOSE_INFO, RESULT_OVERFLOW_FAIL, RESULT_PENDING,
+    SI_ASYNCIO, SI_DETHREAD, SI_KERNEL, SI_MESGQ, SI_QUEUE, SI_SIGIO, SI_TIMER, SI_TKILL, SI_USER,
 };
 
 use std::io;
@@ -73,8 +94,9 @@ pub struct Probe {
     /// The watched-pid maps. aya needs `&mut` to update a map; the lock lets
     /// [`Probe::watch`] take `&self` (it is never contended).
     watched: Mutex<Watched>,
-    /// `LOST`: per-CPU count of records the kernel could not queue.
-    lost: PerCpuArray<MapData, u64>,
+    /// `STATS`: per-CPU counters (records the kernel could not queue, forks not followed);
+    /// shared with the metrics' scrape.
+    stats: Arc<PerCpuArray<MapData, u64>>,
     /// `EVENTS` until [`Probe::take_reader`] hands it out.
     ring: Option<RingBuf<MapData>>,
     /// Records that arrived but did not decode (shared with the reader).
@@ -153,6 +175,11 @@ impl Probe {
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global(supervisor_ebpf::GLOBAL_PIDNS_INUM, &inum, true)
+            .override_global(
+                supervisor_ebpf::GLOBAL_SUPERVISOR_PID,
+                &std::process::id(),
+                true,
+            )
             .load(object)
             .map_err(|e| failure("loading the eBPF object", &e))?;
         let mut notes = Vec::new();
@@ -160,9 +187,13 @@ impl Probe {
             match attach(&mut ebpf, &btf, name, tracepoint) {
                 Ok(()) => {}
                 Err(err) if required => return Err(err),
-                Err(err) => notes.push(format!(
+                Err(err) if name == "oom_victim" => notes.push(format!(
                     "eBPF probe: tp_btf/{tracepoint} is not available on this kernel, so OOM \
                      victims are not named (an OOM kill shows as SIGKILL from the kernel): {err}"
+                )),
+                Err(err) => notes.push(format!(
+                    "eBPF probe: tp_btf/{tracepoint} is not available on this kernel, so only \
+                     the programs' own processes are watched, not what they fork: {err}"
                 )),
             }
         }
@@ -173,14 +204,15 @@ impl Probe {
                 supervisor_ebpf::MAP_WATCH_BUCKETS,
                 Array::try_from,
             )?,
-            shadow: std::collections::HashSet::new(),
+            shadow: std::collections::HashMap::new(),
+            next_tag: 1,
         };
-        let lost = take_map(&mut ebpf, supervisor_ebpf::MAP_LOST, PerCpuArray::try_from)?;
+        let stats = take_map(&mut ebpf, supervisor_ebpf::MAP_STATS, PerCpuArray::try_from)?;
         let ring = take_map(&mut ebpf, supervisor_ebpf::MAP_EVENTS, RingBuf::try_from)?;
         Ok(Probe {
             _ebpf: ebpf,
             watched: Mutex::new(watched),
-            lost,
+            stats: Arc::new(stats),
             ring: Some(ring),
             undecodable: Arc::new(AtomicU64::new(0)),
             load_time: started.elapsed(),
@@ -196,6 +228,17 @@ impl Probe {
             pid,
             detail: chain(&e),
         })
+    }
+
+    /// Whether a record is about a process watched now: its root is watched, with the tag the
+    /// record carries. A record about an earlier process whose pid was reused (a descendant
+    /// that outlived its program) is not.
+    pub fn current(&self, record: &ProbeRecord) -> bool {
+        let Some((root, tag)) = record.root() else {
+            return true;
+        };
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.shadow.get(&root) == Some(&tag)
     }
 
     /// Stops reporting `pid`; a pid that was not watched is fine. Call it once the exit has been
@@ -217,14 +260,22 @@ impl Probe {
         }
     }
 
-    /// Records lost so far: not queued by the kernel (ring buffer full) plus not decodable.
+    /// Records lost so far: not queued by the kernel (ring buffer full; a folded record
+    /// counts for the signals it stood for) plus not decodable.
     pub fn lost_events(&self) -> u64 {
-        let kernel = self
-            .lost
-            .get(&0, 0)
-            .map(|per_cpu| per_cpu.iter().sum::<u64>())
-            .unwrap_or(0);
-        kernel + self.undecodable.load(Ordering::Relaxed)
+        stat(&self.stats, supervisor_ebpf::STAT_LOST) + self.undecodable.load(Ordering::Relaxed)
+    }
+
+    /// [`Probe::lost_events`] as a function that the metrics call at scrape time.
+    pub fn lost_counter(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let stats = Arc::clone(&self.stats);
+        let undecodable = Arc::clone(&self.undecodable);
+        move || stat(&stats, supervisor_ebpf::STAT_LOST) + undecodable.load(Ordering::Relaxed)
+    }
+
+    /// Forks the kernel did not follow (a program's tree at its limit, or the map full).
+    pub fn unfollowed_forks(&self) -> u64 {
+        stat(&self.stats, supervisor_ebpf::STAT_UNFOLLOWED)
     }
 
     /// How long loading and attaching took.
@@ -239,33 +290,46 @@ impl Probe {
     }
 }
 
+/// The sum over CPUs of one `STATS` slot (0 if unreadable).
+fn stat(stats: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
+    stats
+        .get(&slot, 0)
+        .map(|per_cpu| per_cpu.iter().sum::<u64>())
+        .unwrap_or(0)
+}
+
 /// The kernel's two views of the watched pids, kept in step: `WATCHED` (the hash map that
 /// decides) and `WATCH_BUCKETS` (per-bucket counts that let the kernel skip the hash lookup
 /// for almost every process on the machine).
 struct Watched {
     pids: HashMap<MapData, u32, u32>,
     buckets: Array<MapData, u32>,
-    /// What `pids` holds, so that the bucket counts stay exact whatever the caller repeats.
-    shadow: std::collections::HashSet<u32>,
+    /// What `pids` holds (pid → tag), so that the bucket counts stay exact whatever the
+    /// caller repeats.
+    shadow: std::collections::HashMap<u32, u32>,
+    /// The tag of the next watched pid (never 0: 0 means "none" in the kernel).
+    next_tag: u32,
 }
 
 impl Watched {
     fn add(&mut self, pid: u32) -> Result<(), aya::maps::MapError> {
-        if self.shadow.contains(&pid) {
+        if self.shadow.contains_key(&pid) {
             return Ok(());
         }
-        self.pids.insert(pid, 1, 0)?;
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.checked_add(1).unwrap_or(1);
+        self.pids.insert(pid, tag, 0)?;
         // The hash first, then the bucket: the kernel never sees a bucket without its pid.
         if let Err(err) = self.bump(pid, 1) {
             let _ = self.pids.remove(&pid);
             return Err(err);
         }
-        self.shadow.insert(pid);
+        self.shadow.insert(pid, tag);
         Ok(())
     }
 
     fn remove(&mut self, pid: u32) {
-        if !self.shadow.remove(&pid) {
+        if self.shadow.remove(&pid).is_none() {
             return;
         }
         // Neither can fail for a pid that was added (the bucket index is in range, the key is

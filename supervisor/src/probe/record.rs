@@ -3,12 +3,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use supervisor_ebpf::{RawEvent, KIND_EXIT, KIND_OOM, KIND_SIGNAL};
+use supervisor_ebpf::{RawEvent, KIND_EXIT, KIND_LOST, KIND_OOM, KIND_SIGNAL};
 
 use crate::config::signal_name;
 
-/// One thing the kernel saw happen to a watched process. Pids are the supervisor's view (its
-/// own PID namespace); `ktime_ns` is `CLOCK_MONOTONIC` ([`wall_time`] converts it).
+/// One thing the kernel saw happen to a watched process: a program's own process, or one of
+/// its descendants (then `root_pid` is the program's process). Pids are the supervisor's view
+/// (its own PID namespace); `ktime_ns` is `CLOCK_MONOTONIC` ([`wall_time`] converts it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeRecord {
     /// A signal was generated for a watched process (`signal_generate`). Routine `SIGCHLD`s
@@ -18,6 +19,17 @@ pub enum ProbeRecord {
         target_pid: u32,
         /// The thread it was sent to (equals `target_pid` for process-directed signals).
         target_tid: u32,
+        /// The program's process whose tree the target is in (`target_pid` itself for it).
+        root_pid: u32,
+        /// The loader's tag of `root_pid` (see [`crate::probe::Probe::current`]).
+        tag: u32,
+        /// The target's parent process.
+        target_ppid: u32,
+        /// The target's command name.
+        target_comm: String,
+        /// How many identical signals (same sender, signal, `si_code`) this record stands
+        /// for: 1, or the repeats the kernel folded since the previous record of the signal.
+        count: u64,
         signo: i32,
         /// `si_code`: [`SI_USER`] for kill(2), [`SI_KERNEL`] or a fault code for the kernel,
         /// see [`si_code_name`].
@@ -41,9 +53,17 @@ pub enum ProbeRecord {
         sender_outside_ns: bool,
         ktime_ns: u64,
     },
-    /// The last thread of a watched process exited (`sched_process_exit`).
+    /// The last thread of a watched process exited (`sched_process_exit`): always for a
+    /// program's own process, for a descendant only when a signal killed it.
     Exit {
         pid: u32,
+        /// The program's process whose tree it is in (`pid` itself for it).
+        root_pid: u32,
+        tag: u32,
+        /// Its parent process when it exited.
+        ppid: u32,
+        /// Its command name.
+        comm: String,
         /// The kernel's `task->exit_code`: a wait(2) status (exit status << 8, or the signal
         /// number with 0x80 when a core was dumped).
         exit_code: i32,
@@ -53,20 +73,43 @@ pub enum ProbeRecord {
     /// [`SI_KERNEL`]) comes just before.
     OomVictim {
         pid: u32,
+        root_pid: u32,
+        tag: u32,
+        /// Its command name.
+        comm: String,
         /// Smallest memory limit of the victim's memory cgroup and its ancestors; `None` when
         /// unlimited or unreadable.
         memory_limit_bytes: Option<u64>,
         ktime_ns: u64,
     },
+    /// The ring buffer was full: this many records (or signals of folded records) of one CPU
+    /// were lost since its previous `Lost` record.
+    Lost { count: u64, ktime_ns: u64 },
 }
 
 impl ProbeRecord {
-    /// The watched process the record is about.
+    /// The watched process the record is about (0 for [`ProbeRecord::Lost`]).
     pub fn pid(&self) -> u32 {
         match self {
             ProbeRecord::Signal { target_pid, .. } => *target_pid,
             ProbeRecord::Exit { pid, .. } | ProbeRecord::OomVictim { pid, .. } => *pid,
+            ProbeRecord::Lost { .. } => 0,
         }
+    }
+
+    /// The program's process whose tree the record is about, and its tag.
+    pub fn root(&self) -> Option<(u32, u32)> {
+        match self {
+            ProbeRecord::Signal { root_pid, tag, .. }
+            | ProbeRecord::Exit { root_pid, tag, .. }
+            | ProbeRecord::OomVictim { root_pid, tag, .. } => Some((*root_pid, *tag)),
+            ProbeRecord::Lost { .. } => None,
+        }
+    }
+
+    /// Whether the record is about a descendant of a program's process, not that process.
+    pub fn about_descendant(&self) -> bool {
+        self.root().is_some_and(|(root, _)| root != self.pid())
     }
 
     /// `CLOCK_MONOTONIC` nanoseconds at which the kernel saw it.
@@ -74,7 +117,8 @@ impl ProbeRecord {
         match self {
             ProbeRecord::Signal { ktime_ns, .. }
             | ProbeRecord::Exit { ktime_ns, .. }
-            | ProbeRecord::OomVictim { ktime_ns, .. } => *ktime_ns,
+            | ProbeRecord::OomVictim { ktime_ns, .. }
+            | ProbeRecord::Lost { ktime_ns, .. } => *ktime_ns,
         }
     }
 
@@ -96,6 +140,11 @@ impl ProbeRecord {
             KIND_SIGNAL => Ok(ProbeRecord::Signal {
                 target_pid: raw.target_pid,
                 target_tid: raw.target_tid,
+                root_pid: raw.root_pid,
+                tag: raw.tag,
+                target_ppid: raw.target_ppid,
+                target_comm: comm(&raw.target_comm),
+                count: raw.count.max(1),
                 signo: raw.signo,
                 code: raw.code,
                 result: raw.result,
@@ -110,12 +159,23 @@ impl ProbeRecord {
             }),
             KIND_EXIT => Ok(ProbeRecord::Exit {
                 pid: raw.target_pid,
+                root_pid: raw.root_pid,
+                tag: raw.tag,
+                ppid: raw.target_ppid,
+                comm: comm(&raw.target_comm),
                 exit_code: raw.exit_code,
                 ktime_ns: raw.ktime_ns,
             }),
             KIND_OOM => Ok(ProbeRecord::OomVictim {
                 pid: raw.target_pid,
+                root_pid: raw.root_pid,
+                tag: raw.tag,
+                comm: comm(&raw.target_comm),
                 memory_limit_bytes: limit_bytes(raw.memory_limit_pages, page_size()),
+                ktime_ns: raw.ktime_ns,
+            }),
+            KIND_LOST => Ok(ProbeRecord::Lost {
+                count: raw.count,
                 ktime_ns: raw.ktime_ns,
             }),
             other => Err(DecodeError::Kind(other)),
@@ -165,7 +225,8 @@ pub fn wall_time(ktime_ns: u64) -> SystemTime {
     }
 }
 
-fn monotonic_ns() -> u64 {
+/// `CLOCK_MONOTONIC` now, in nanoseconds (the clock of the kernel's records).
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -327,11 +388,64 @@ pub fn si_code_meaning(signo: i32, code: i32) -> &'static str {
     si_code_entry(signo, code).map_or(if code > 0 { "kernel" } else { "unknown origin" }, |e| e.3)
 }
 
-/// Whether a process sent the signal on purpose (kill, sigqueue, tkill): only then do the
-/// `sender_*` fields name who did it. Otherwise the kernel generated it (a fault, the OOM
-/// killer, a timer, a tty, a broken pipe is [`SI_USER`] from the writer itself).
+/// Whether the `si_code` says a process sent the signal (kill, sigqueue, tkill). A process
+/// may still not have meant it: see [`kernel_reason`] for the kernel's signals with
+/// [`SI_USER`] (a broken pipe is "sent" by the writer itself).
 pub fn from_process(code: i32) -> bool {
     matches!(code, SI_USER | SI_QUEUE | SI_TKILL)
+}
+
+/// Why the kernel generated a signal, in words (empty when the kernel says no more, as for
+/// the OOM killer's `SIGKILL`); `None` when a process sent it on purpose.
+///
+/// Kernel-made are: every `si_code` other than kill/sigqueue/tkill (faults, `SI_KERNEL`,
+/// timers...), and `SIGPIPE`, `SIGXFSZ`, `SIGXCPU`, `SIGSYS` "sent" by the target to itself
+/// with `SI_USER`, which is how the kernel sends a broken pipe or a file-size limit
+/// (`send_sig(sig, current, 0)`). `from_itself`: the sender is the target process.
+pub fn kernel_reason(signo: i32, code: i32, from_itself: bool) -> Option<String> {
+    let limit_signal = matches!(
+        signo,
+        libc::SIGPIPE | libc::SIGXFSZ | libc::SIGXCPU | libc::SIGSYS
+    );
+    if from_process(code) && !(code == SI_USER && from_itself && limit_signal) {
+        return None;
+    }
+    let words = match signo {
+        libc::SIGPIPE => "broken pipe: it wrote to a pipe or socket that nobody reads",
+        libc::SIGXCPU => "CPU time limit exceeded (RLIMIT_CPU)",
+        libc::SIGXFSZ => "file size limit exceeded (RLIMIT_FSIZE)",
+        libc::SIGSYS if code == 1 => "bad system call, refused by seccomp",
+        libc::SIGSYS => "bad system call",
+        _ if code > 0 && code != SI_KERNEL => {
+            return Some(format!(
+                "{}: {}",
+                si_code_name(signo, code),
+                si_code_meaning(signo, code)
+            ))
+        }
+        _ if code == SI_TIMER => "a timer expired",
+        libc::SIGALRM => "an alarm or interval timer expired",
+        libc::SIGHUP => "its terminal hung up",
+        _ => "",
+    };
+    Some(words.to_string())
+}
+
+/// Whether a signal can end a process when not handled: its default action terminates (or
+/// dumps core). `SIGCHLD`, `SIGCONT`, `SIGURG`, `SIGWINCH` (ignored by default) and the stop
+/// signals cannot, so they are never the cause of a death.
+pub fn can_end_a_process(signo: i32) -> bool {
+    !matches!(
+        signo,
+        libc::SIGCHLD
+            | libc::SIGCONT
+            | libc::SIGURG
+            | libc::SIGWINCH
+            | libc::SIGSTOP
+            | libc::SIGTSTP
+            | libc::SIGTTIN
+            | libc::SIGTTOU
+    ) && signo > 0
 }
 
 /// Delivery results of `signal_generate` (`TRACE_SIGNAL_*`).
@@ -390,20 +504,18 @@ pub fn describe_in(record: &ProbeRecord, container: bool) -> String {
             sender_ppid,
             sender_parent_comm,
             sender_outside_ns,
+            count,
             ..
         } => {
             let sig = signal_name(*signo);
-            let mut s = if !from_process(*code) {
-                match *code {
-                    c if c > 0 && c != SI_KERNEL => format!(
-                        "{sig} from the kernel ({}: {})",
-                        si_code_name(*signo, c),
-                        si_code_meaning(*signo, c)
-                    ),
-                    SI_TIMER => format!("{sig} from a timer"),
-                    _ => format!("{sig} from the kernel"),
+            let from_itself = !*sender_outside_ns && sender_pid == target_pid;
+            let mut s = if let Some(reason) = kernel_reason(*signo, *code, from_itself) {
+                if reason.is_empty() {
+                    format!("{sig} from the kernel")
+                } else {
+                    format!("{sig} from the kernel ({reason})")
                 }
-            } else if !*sender_outside_ns && sender_pid == target_pid {
+            } else if from_itself {
                 format!("{sig} from itself (pid {sender_pid} '{sender_comm}')")
             } else {
                 let mut s = if *sender_outside_ns {
@@ -431,6 +543,9 @@ pub fn describe_in(record: &ProbeRecord, container: bool) -> String {
                 }
                 s
             };
+            if *count > 1 {
+                s += &format!(", {count} times");
+            }
             if *result != RESULT_DELIVERED {
                 s += &format!(" ({})", result_name(*result));
             }
@@ -438,6 +553,9 @@ pub fn describe_in(record: &ProbeRecord, container: bool) -> String {
         }
         ProbeRecord::Exit { pid, exit_code, .. } => {
             format!("pid {pid} {}", describe_exit_code(*exit_code))
+        }
+        ProbeRecord::Lost { count, .. } => {
+            format!("{count} probe records lost (ring buffer full)")
         }
         ProbeRecord::OomVictim {
             pid,

@@ -26,6 +26,11 @@ fn kill_from_sh() -> RawEvent {
         kind: KIND_SIGNAL,
         target_pid: 835,
         target_tid: 835,
+        root_pid: 835,
+        tag: 1,
+        target_ppid: 1,
+        target_comm: comm16("apache2"),
+        count: 1,
         signo: libc::SIGTERM,
         code: SI_USER,
         result: RESULT_DELIVERED,
@@ -47,6 +52,11 @@ fn decodes_a_signal_record() {
         ProbeRecord::Signal {
             target_pid: 835,
             target_tid: 835,
+            root_pid: 835,
+            tag: 1,
+            target_ppid: 1,
+            target_comm: "apache2".into(),
+            count: 1,
             signo: 15,
             code: 0,
             result: 0,
@@ -77,6 +87,10 @@ fn decodes_exit_and_oom_records() {
         ProbeRecord::decode(&bytes(&exit)).unwrap(),
         ProbeRecord::Exit {
             pid: 7,
+            root_pid: 0,
+            tag: 0,
+            ppid: 0,
+            comm: String::new(),
             exit_code: 0x8b,
             ktime_ns: 5
         }
@@ -91,6 +105,9 @@ fn decodes_exit_and_oom_records() {
         ProbeRecord::decode(&bytes(&oom)).unwrap(),
         ProbeRecord::OomVictim {
             pid: 9,
+            root_pid: 0,
+            tag: 0,
+            comm: String::new(),
             memory_limit_bytes: Some(64 << 20),
             ktime_ns: 0
         }
@@ -267,6 +284,10 @@ fn describes_self_signals_queues_and_results() {
 fn describes_exits_and_oom_victims() {
     let exit = |code| ProbeRecord::Exit {
         pid: 5,
+        root_pid: 5,
+        tag: 1,
+        ppid: 1,
+        comm: "x".into(),
         exit_code: code,
         ktime_ns: 0,
     };
@@ -278,6 +299,9 @@ fn describes_exits_and_oom_victims() {
     );
     let oom = |limit| ProbeRecord::OomVictim {
         pid: 5,
+        root_pid: 5,
+        tag: 1,
+        comm: "x".into(),
         memory_limit_bytes: limit,
         ktime_ns: 0,
     };
@@ -293,6 +317,111 @@ fn describes_exits_and_oom_victims() {
         describe(&oom(None)),
         "pid 5 chosen by the OOM killer (no memory limit)"
     );
+}
+
+#[test]
+fn kernel_made_signals_say_why_and_harmless_ones_cannot_end_a_process() {
+    // The kernel's broken pipe and file-size limit come as SI_USER "from" the writer itself.
+    for (sig, words) in [
+        (libc::SIGPIPE, "broken pipe"),
+        (libc::SIGXFSZ, "file size limit"),
+        (libc::SIGXCPU, "CPU time limit"),
+        (libc::SIGSYS, "bad system call"),
+    ] {
+        let reason = kernel_reason(sig, SI_USER, true).expect("kernel-made");
+        assert!(reason.contains(words), "{sig}: {reason}");
+        // The same signal sent by another process is that process's.
+        assert_eq!(kernel_reason(sig, SI_USER, false), None);
+    }
+    assert_eq!(
+        kernel_reason(libc::SIGTERM, SI_USER, true),
+        None,
+        "kill -TERM $$"
+    );
+    assert_eq!(
+        kernel_reason(libc::SIGSEGV, 1, true).as_deref(),
+        Some("SEGV_MAPERR: address not mapped")
+    );
+    assert_eq!(
+        kernel_reason(libc::SIGKILL, SI_KERNEL, false).as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        kernel_reason(libc::SIGALRM, SI_TIMER, true).as_deref(),
+        Some("a timer expired")
+    );
+    let pipe = RawEvent {
+        signo: libc::SIGPIPE,
+        sender_pid: 835,
+        sender_comm: comm16("yes"),
+        ..kill_from_sh()
+    };
+    assert_eq!(
+        describe_in(&ProbeRecord::decode(&bytes(&pipe)).unwrap(), true),
+        "SIGPIPE from the kernel (broken pipe: it wrote to a pipe or socket that nobody reads)"
+    );
+    for sig in [
+        libc::SIGCHLD,
+        libc::SIGCONT,
+        libc::SIGURG,
+        libc::SIGWINCH,
+        libc::SIGSTOP,
+        libc::SIGTSTP,
+    ] {
+        assert!(!can_end_a_process(sig), "{sig}");
+    }
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGHUP,
+        libc::SIGKILL,
+        libc::SIGPIPE,
+    ] {
+        assert!(can_end_a_process(sig), "{sig}");
+    }
+}
+
+#[test]
+fn folded_repeats_and_lost_records_decode_with_their_count() {
+    let folded = RawEvent {
+        count: 9_999,
+        result: RESULT_PENDING,
+        ..kill_from_sh()
+    };
+    let record = ProbeRecord::decode(&bytes(&folded)).unwrap();
+    assert!(matches!(record, ProbeRecord::Signal { count: 9_999, .. }));
+    assert_eq!(
+        describe_in(&record, false),
+        "SIGTERM from pid 842 'kill' (uid 0), run by 'sh' (pid 840), 9999 times (already pending)"
+    );
+    let lost = RawEvent {
+        kind: supervisor_ebpf::KIND_LOST,
+        count: 12,
+        ..RawEvent::default()
+    };
+    assert_eq!(
+        ProbeRecord::decode(&bytes(&lost)).unwrap(),
+        ProbeRecord::Lost {
+            count: 12,
+            ktime_ns: 0
+        }
+    );
+}
+
+#[test]
+fn a_descendant_is_about_its_root() {
+    let child = RawEvent {
+        target_pid: 52,
+        target_tid: 52,
+        target_ppid: 835,
+        ..kill_from_sh()
+    };
+    let record = ProbeRecord::decode(&bytes(&child)).unwrap();
+    assert_eq!(record.root(), Some((835, 1)));
+    assert!(record.about_descendant());
+    assert!(!ProbeRecord::decode(&bytes(&kill_from_sh()))
+        .unwrap()
+        .about_descendant());
 }
 
 #[test]
