@@ -12,6 +12,7 @@
 //! - [`probe`]: the eBPF forensics probe (who signalled a program, how it exited, OOM kills).
 //! - [`control`]: the control socket (`supervisor status|start|stop|...`), server side.
 //! - [`client`]: the control subcommands of the CLI, client side.
+//! - [`xmlrpc`]: supervisord's XML-RPC (`/RPC2`) for the stock `supervisorctl`.
 
 pub mod cli;
 pub mod client;
@@ -24,3 +25,4 @@ pub mod metrics;
 pub mod output;
 pub mod probe;
 pub mod run;
+pub mod xmlrpc;

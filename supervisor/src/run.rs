@@ -231,11 +231,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             ProbeSetup::Later(rx)
         };
         let one_command = config_path.is_none();
+        let rpc_servers = cfg.settings.rpc.clone();
         let setup = Setup { config: cfg, config_path, shutdown_timeout, one_command, probe };
         let (engine, handle) = Engine::new(setup, bus.clone(), history, output.clone());
         let control = control::Server::new(handle.clone(), output.clone(), control::Limits::default());
         // Removes the socket file when supervision ends.
         let _socket = control::start(&socket_path, control.clone()).await;
+        let _rpc_socket = crate::xmlrpc::start(&rpc_servers, handle.clone(), output.clone()).await;
         if let Some(remote) = remote {
             control::remote::start(remote, control).await;
         }

@@ -36,7 +36,8 @@ pub(crate) fn parse_with(path: &Path, text: &str, ctx: &Context) -> Result<Confi
     let base = Names::new(ctx);
     include(&mut doc, path, &base, &mut notices)?;
     check_sections(&doc, &mut notices)?;
-    let (settings, global_env) = supervisord(&doc, &base, &mut notices)?;
+    let (mut settings, global_env) = supervisord(&doc, &base, &mut notices)?;
+    rpc_servers(&doc, &base, &mut notices, &mut settings)?;
     let mut names = base;
     names.add_env(&global_env);
     let groups = groups(&doc, &names)?;
@@ -579,9 +580,7 @@ fn section_kind(sec: &Section) -> Result<SectionKind, ConfigError> {
     let prefix = name.split_once(':').map_or(name, |(p, _)| p);
     Ok(match (prefix, name.contains(':')) {
         ("supervisord" | "include" | "DEFAULT", false) | ("program" | "group", true) => SectionKind::Used,
-        ("unix_http_server" | "inet_http_server", false) => {
-            SectionKind::Ignored(" (the control socket is set with socket= in [supervisord] or --socket, HTTP with metrics_addr=)")
-        }
+        ("unix_http_server" | "inet_http_server", false) => SectionKind::Used,
         ("supervisorctl", false) => SectionKind::Ignored(" (use supervisor status, start, stop, ... instead of supervisorctl)"),
         ("rpcinterface" | "ctlplugin", true) => SectionKind::Ignored(""),
         ("eventlistener", true) => SectionKind::Ignored(
@@ -693,6 +692,37 @@ fn supervisord(
         return Err(invalid(&at, "control_addr", super::CONTROL_TOKEN_NEEDED));
     }
     Ok((settings, env))
+}
+
+/// `[unix_http_server]` and `[inet_http_server]`, read by [`super::rpc_servers`].
+fn rpc_servers(
+    doc: &Document,
+    names: &Names,
+    notices: &mut Notices,
+    settings: &mut Settings,
+) -> Result<(), ConfigError> {
+    for (name, inet) in [("unix_http_server", false), ("inet_http_server", true)] {
+        let Some(sec) = doc.find(name) else { continue };
+        let entries: Vec<super::rpc_servers::Entry> = doc
+            .entries(sec, |k| super::rpc_servers::KEYS.contains(&k))
+            .into_iter()
+            .map(|e| super::rpc_servers::Entry {
+                key: &e.key,
+                value: &e.value,
+                at: &e.at,
+            })
+            .collect();
+        let mut notice = |line: String| notices.once(&line.clone(), line);
+        super::rpc_servers::section(
+            inet,
+            &sec.at,
+            &entries,
+            names,
+            &mut notice,
+            &mut settings.rpc,
+        )?;
+    }
+    Ok(())
 }
 
 /// Seconds written as a number that may be fractional (`2.5`), from 0 to one year.
@@ -1000,7 +1030,10 @@ pub(crate) mod tests {
             notices.contains("debian/supervisord.conf:8) is accepted and ignored"),
             "{notices}"
         );
-        assert_eq!(c.settings, Settings::default());
+        // Its [unix_http_server] is served (supervisord's XML-RPC); nothing else is set.
+        assert!(c.settings.rpc.unix.is_some());
+        let rpc = Default::default();
+        assert_eq!(Settings { rpc, ..c.settings }, Settings::default());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod check;
 pub mod describe;
 pub mod expand;
 pub mod ini_format;
+pub mod rpc_servers;
 pub mod toml_format;
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct Settings {
     /// `control_token_file`: the file holding the bearer token remote control requires (read
     /// once at start).
     pub control_token_file: Option<PathBuf>,
+    /// `[unix_http_server]` / `[inet_http_server]`: supervisord's XML-RPC for `supervisorctl`.
+    pub rpc: rpc_servers::RpcServers,
 }
 
 /// The error for a `control_addr` without a `control_token_file` (both formats).
