@@ -19,7 +19,7 @@ pub mod oom;
 pub mod pipes;
 pub mod signals;
 pub mod spawn;
-pub mod timers;
+pub mod plan;
 pub mod wait;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -35,9 +35,15 @@ use crate::event::{Event, EventBus, Kind, Level, State};
 use crate::output::{Output, Stream};
 use handle::{EngineHandle, Request};
 use machine::{Action, AfterStop, ExitStatus, Program};
+use plan::deadline_after;
 
 /// How long the engine may be busy before a request is considered unanswered.
 pub const REQUEST_QUEUE: usize = 256;
+
+/// How long orphans left at shutdown get between SIGTERM and SIGKILL.
+const ORPHAN_TERM_GRACE: Duration = Duration::from_secs(2);
+/// How long past the shutdown budget the supervisor still waits for orphans to be reaped.
+const HARD_STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// Everything the engine needs to run.
 pub struct Setup {
@@ -263,8 +269,8 @@ impl Engine {
             .flatten()
             .chain(self.aux.iter().map(|a| a.deadline));
         let shutdown = self.shutdown.as_ref().map(|s| match s.orphans_termed {
-            Some(t) if !s.orphans_killed => s.deadline.min(t + Duration::from_secs(2)),
-            Some(_) => s.deadline + Duration::from_millis(500),
+            Some(t) if !s.orphans_killed => s.deadline.min(deadline_after(t, ORPHAN_TERM_GRACE)),
+            Some(_) => deadline_after(s.deadline, HARD_STOP_GRACE),
             None => s.deadline,
         });
         programs.chain(shutdown).min()
@@ -643,7 +649,7 @@ impl Engine {
             serial,
             pid: child.pid,
             pidfd: afd,
-            deadline: Instant::now() + timeout,
+            deadline: deadline_after(Instant::now(), timeout),
             reply: Some(reply),
         });
     }
@@ -761,7 +767,7 @@ impl Engine {
                 let _ = reply.send(Err("timed out".to_string()));
             }
             // It is reaped when it dies; no second kill.
-            a.deadline = now + Duration::from_secs(3600);
+            a.deadline = deadline_after(now, Duration::from_secs(3600));
         }
         for i in 0..self.slots.len() {
             let held = self.slots[i].pipes.timer(now);
@@ -1053,10 +1059,8 @@ impl Engine {
 
     /// Keeps programs in start order (a reload may change priorities).
     fn sort_slots(&mut self) {
-        self.slots.sort_by(|a, b| {
-            (a.prog.spec.priority, &a.prog.spec.name)
-                .cmp(&(b.prog.spec.priority, &b.prog.spec.name))
-        });
+        self.slots
+            .sort_by(|a, b| plan::start_key(&a.prog.spec).cmp(&plan::start_key(&b.prog.spec)));
     }
 
     fn notice_kind(&self, kind: Kind, msg: String) {
@@ -1094,7 +1098,7 @@ impl Engine {
             return;
         }
         let now = Instant::now();
-        let deadline = now + self.shutdown_timeout;
+        let deadline = deadline_after(now, self.shutdown_timeout);
         // Leave time to SIGKILL and reap before the budget ends.
         let cap = self
             .shutdown_timeout
@@ -1189,7 +1193,7 @@ impl Engine {
             return;
         };
         if let Some(t) = sd.orphans_termed {
-            if !sd.orphans_killed && (now >= t + Duration::from_secs(2) || now >= sd.deadline) {
+            if !sd.orphans_killed && (now >= deadline_after(t, ORPHAN_TERM_GRACE) || now >= sd.deadline) {
                 sd.orphans_killed = true;
                 self.killed_any = true;
                 let n = signal_orphans(self.is_pid1, libc::SIGKILL);
@@ -1219,7 +1223,7 @@ impl Engine {
             return None;
         }
         let orphans_left = sd.orphans_termed.is_some() && wait::has_children();
-        let hard_stop = Instant::now() >= sd.deadline + Duration::from_millis(500);
+        let hard_stop = Instant::now() >= deadline_after(sd.deadline, HARD_STOP_GRACE);
         if orphans_left && !hard_stop {
             return None;
         }
