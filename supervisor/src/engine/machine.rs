@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{signal_name, AutoRestart, ProgramSpec};
 use crate::engine::handle::{LastExit, ProgramStatus};
-use crate::engine::spawn::SpawnError;
 use crate::engine::plan::deadline_after;
+use crate::engine::spawn::SpawnError;
 use crate::event::{Event, ExitCause, Kind, Level, State};
 
 /// How a process ended, as `waitid` reported it.

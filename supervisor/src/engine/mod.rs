@@ -14,12 +14,13 @@
 pub mod checks;
 pub mod forensics;
 pub mod handle;
+pub mod leftovers;
 pub mod machine;
 pub mod oom;
 pub mod pipes;
+pub mod plan;
 pub mod signals;
 pub mod spawn;
-pub mod plan;
 pub mod wait;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -82,6 +83,8 @@ struct Slot {
     health_task: Option<tokio::task::JoinHandle<()>>,
     /// The output pipes of the latest process, and a spawn waiting for them to close.
     pipes: pipes::Pipes,
+    /// Processes its exited processes left running (it daemonized), held by pidfd.
+    leftovers: Vec<leftovers::Leftover>,
 }
 
 impl Slot {
@@ -93,6 +96,7 @@ impl Slot {
             ready_task: None,
             health_task: None,
             pipes: pipes::Pipes::default(),
+            leftovers: Vec::new(),
         }
     }
 }
@@ -418,8 +422,73 @@ impl Engine {
             forensics::annotate(e, killed_by, origin);
         }
         self.emit_all(events);
+        self.note_leftovers(i, pid);
         self.perform(i, actions);
+        if self.slots[i].prog.state == State::Fatal {
+            self.stop_leftovers(i);
+        }
         self.check_critical(i);
+    }
+
+    /// Names what slot `i`'s exited process `pid` left running (see `leftovers`).
+    fn note_leftovers(&mut self, i: usize, pid: u32) {
+        let known = |p: u32| {
+            self.slots
+                .iter()
+                .any(|s| s.prog.pid == Some(p) || s.leftovers.iter().any(|l| l.pid == p))
+                || self.aux.iter().any(|a| a.pid == p)
+        };
+        let left = leftovers::find(pid, &known);
+        if left.is_empty() {
+            return;
+        }
+        let p = &self.slots[i].prog;
+        let mut e = p.event(
+            Level::Warn,
+            Kind::Notice,
+            p.state,
+            leftovers::warning(&p.spec.name, pid, &left),
+        );
+        e.pid = Some(pid);
+        self.bus.emit(e);
+        let held = &mut self.slots[i].leftovers;
+        held.extend(left);
+        let excess = held.len().saturating_sub(leftovers::MAX_HELD);
+        held.drain(..excess);
+    }
+
+    /// Slot `i` is stopped or gave up: what its processes left running is stopped with it when
+    /// `stopasgroup`/`killasgroup` say so, and let go either way.
+    fn stop_leftovers(&mut self, i: usize) {
+        let held = std::mem::take(&mut self.slots[i].leftovers);
+        let spec = &self.slots[i].prog.spec;
+        let Some(signo) =
+            leftovers::stop_signal(spec.stopasgroup, spec.killasgroup, spec.stopsignal)
+        else {
+            return;
+        };
+        let sent: Vec<String> = held
+            .iter()
+            .filter(|l| l.signal(signo))
+            .map(|l| format!("{} ({})", l.pid, l.comm))
+            .collect();
+        if sent.is_empty() {
+            return;
+        }
+        let p = &self.slots[i].prog;
+        let mut e = p.event(
+            Level::Info,
+            Kind::Notice,
+            p.state,
+            format!(
+                "stopping what {} left running with {}: {}",
+                p.spec.name,
+                signal_name(signo),
+                sent.join(", ")
+            ),
+        );
+        e.signal = Some(signal_name(signo));
+        self.bus.emit(e);
     }
 
     /// A critical program that is down for good stops the supervisor with its status.
@@ -748,6 +817,7 @@ impl Engine {
                 handle::Control::Stop => {
                     self.slots[i].prog.waiting = false;
                     self.slots[i].pipes.cancel_spawn();
+                    self.stop_leftovers(i);
                     self.slots[i].prog.stop(now, AfterStop::Stay)
                 }
                 handle::Control::Restart => self.slots[i].prog.stop(now, AfterStop::Start),
@@ -930,6 +1000,9 @@ impl Engine {
             Err(e) => {
                 let events = self.slots[i].prog.spawn_failed(&e, now, wall);
                 self.emit_all(events);
+                if self.slots[i].prog.state == State::Fatal {
+                    self.stop_leftovers(i);
+                }
                 self.check_critical(i);
             }
         }
@@ -1193,7 +1266,9 @@ impl Engine {
             return;
         };
         if let Some(t) = sd.orphans_termed {
-            if !sd.orphans_killed && (now >= deadline_after(t, ORPHAN_TERM_GRACE) || now >= sd.deadline) {
+            if !sd.orphans_killed
+                && (now >= deadline_after(t, ORPHAN_TERM_GRACE) || now >= sd.deadline)
+            {
                 sd.orphans_killed = true;
                 self.killed_any = true;
                 let n = signal_orphans(self.is_pid1, libc::SIGKILL);
