@@ -10,6 +10,15 @@
 //! Reaping has one owner: this task. A supervised child is reaped through its pidfd; on SIGCHLD
 //! the engine peeks (`WNOWAIT`) at exited children and reaps only the ones it does not
 //! supervise, so an orphan reap can never consume a supervised child's status.
+//!
+//! What a program holds is bounded whatever its restart rate: the pidfd of its live process
+//! (polled by the engine itself, closed when reaped — no watcher task that could outlive it),
+//! the output pipes of at most one process (the next spawn waits until the previous process's
+//! pipes reach EOF, or closes them [`pipes::DRAIN_GRACE`] after the spawn was due; see
+//! [`pipes`]), one readiness and one health task, and at most [`leftovers::MAX_HELD`] pidfds of
+//! processes it left running. Waiting on those closes also keeps a crash loop from starving the
+//! other tasks of the (single-threaded) runtime. Every deadline is computed with
+//! [`plan::deadline_after`] (checked, never panics).
 
 pub mod checks;
 pub mod forensics;
