@@ -35,6 +35,7 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("fuzz:control_request", "control_request"),
     ("fuzz:config_ini", "config_ini"),
     ("fuzz:config_toml", "config_toml"),
+    ("fuzz:config_engine", "config_engine"),
 ];
 /// How long each fuzz target runs (`-max_total_time`); longer runs are by hand (fuzz/README.md).
 const FUZZ_SECONDS: u32 = 15;

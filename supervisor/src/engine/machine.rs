@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{signal_name, AutoRestart, ProgramSpec};
 use crate::engine::handle::{LastExit, ProgramStatus};
+use crate::engine::plan::deadline_after;
 use crate::engine::spawn::SpawnError;
 use crate::event::{Event, ExitCause, Kind, Level, State};
 
@@ -196,11 +197,11 @@ impl Program {
         self.unhealthy = false;
         self.waiting = false;
         if self.has_ready_check() {
-            self.deadline = Some(now + self.spec.ready_timeout);
+            self.deadline = Some(deadline_after(now, self.spec.ready_timeout));
         } else if self.spec.startsecs.is_zero() {
             events.push(self.enter_running());
         } else {
-            self.deadline = Some(now + self.spec.startsecs);
+            self.deadline = Some(deadline_after(now, self.spec.startsecs));
         }
         events
     }
@@ -350,7 +351,7 @@ impl Program {
             return None;
         }
         let delay = Duration::from_secs(u64::from(self.backoff));
-        self.deadline = Some(now + delay);
+        self.deadline = Some(deadline_after(now, delay));
         Some(delay)
     }
 
@@ -580,7 +581,7 @@ impl Program {
                 if let Some(cap) = self.stop_wait_cap {
                     wait = wait.min(cap);
                 }
-                self.deadline = Some(now + wait);
+                self.deadline = Some(deadline_after(now, wait));
                 let mut e = self.event(
                     Level::Info,
                     Kind::Stopping,
@@ -650,7 +651,7 @@ impl Program {
         self.stop_wait_cap = Some(cap);
         if self.state == State::Stopping && !self.killed {
             if let Some(d) = self.deadline {
-                self.deadline = Some(d.min(now + cap));
+                self.deadline = Some(d.min(deadline_after(now, cap)));
             }
         }
     }

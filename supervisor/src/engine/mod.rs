@@ -10,16 +10,26 @@
 //! Reaping has one owner: this task. A supervised child is reaped through its pidfd; on SIGCHLD
 //! the engine peeks (`WNOWAIT`) at exited children and reaps only the ones it does not
 //! supervise, so an orphan reap can never consume a supervised child's status.
+//!
+//! What a program holds is bounded whatever its restart rate: the pidfd of its live process
+//! (polled by the engine itself, closed when reaped — no watcher task that could outlive it),
+//! the output pipes of at most one process (the next spawn waits until the previous process's
+//! pipes reach EOF, or closes them [`pipes::DRAIN_GRACE`] after the spawn was due; see
+//! [`pipes`]), one readiness and one health task, and at most [`leftovers::MAX_HELD`] pidfds of
+//! processes it left running. Waiting on those closes also keeps a crash loop from starving the
+//! other tasks of the (single-threaded) runtime. Every deadline is computed with
+//! [`plan::deadline_after`] (checked, never panics).
 
 pub mod checks;
 pub mod forensics;
 pub mod handle;
+pub mod leftovers;
 pub mod machine;
 pub mod oom;
 pub mod pipes;
+pub mod plan;
 pub mod signals;
 pub mod spawn;
-pub mod timers;
 pub mod wait;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -35,9 +45,15 @@ use crate::event::{Event, EventBus, Kind, Level, State};
 use crate::output::{Output, Stream};
 use handle::{EngineHandle, Request};
 use machine::{Action, AfterStop, ExitStatus, Program};
+use plan::deadline_after;
 
 /// How long the engine may be busy before a request is considered unanswered.
 pub const REQUEST_QUEUE: usize = 256;
+
+/// How long orphans left at shutdown get between SIGTERM and SIGKILL.
+const ORPHAN_TERM_GRACE: Duration = Duration::from_secs(2);
+/// How long past the shutdown budget the supervisor still waits for orphans to be reaped.
+const HARD_STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// Everything the engine needs to run.
 pub struct Setup {
@@ -76,6 +92,8 @@ struct Slot {
     health_task: Option<tokio::task::JoinHandle<()>>,
     /// The output pipes of the latest process, and a spawn waiting for them to close.
     pipes: pipes::Pipes,
+    /// Processes its exited processes left running (it daemonized), held by pidfd.
+    leftovers: Vec<leftovers::Leftover>,
 }
 
 impl Slot {
@@ -87,6 +105,7 @@ impl Slot {
             ready_task: None,
             health_task: None,
             pipes: pipes::Pipes::default(),
+            leftovers: Vec::new(),
         }
     }
 }
@@ -263,8 +282,8 @@ impl Engine {
             .flatten()
             .chain(self.aux.iter().map(|a| a.deadline));
         let shutdown = self.shutdown.as_ref().map(|s| match s.orphans_termed {
-            Some(t) if !s.orphans_killed => s.deadline.min(t + Duration::from_secs(2)),
-            Some(_) => s.deadline + Duration::from_millis(500),
+            Some(t) if !s.orphans_killed => s.deadline.min(deadline_after(t, ORPHAN_TERM_GRACE)),
+            Some(_) => deadline_after(s.deadline, HARD_STOP_GRACE),
             None => s.deadline,
         });
         programs.chain(shutdown).min()
@@ -453,8 +472,73 @@ impl Engine {
             forensics::annotate(e, explanation);
         }
         self.emit_all(events);
+        self.note_leftovers(i, pid);
         self.perform(i, actions);
+        if self.slots[i].prog.state == State::Fatal {
+            self.stop_leftovers(i);
+        }
         self.check_critical(i);
+    }
+
+    /// Names what slot `i`'s exited process `pid` left running (see `leftovers`).
+    fn note_leftovers(&mut self, i: usize, pid: u32) {
+        let known = |p: u32| {
+            self.slots
+                .iter()
+                .any(|s| s.prog.pid == Some(p) || s.leftovers.iter().any(|l| l.pid == p))
+                || self.aux.iter().any(|a| a.pid == p)
+        };
+        let left = leftovers::find(pid, &known);
+        if left.is_empty() {
+            return;
+        }
+        let p = &self.slots[i].prog;
+        let mut e = p.event(
+            Level::Warn,
+            Kind::Notice,
+            p.state,
+            leftovers::warning(&p.spec.name, pid, &left),
+        );
+        e.pid = Some(pid);
+        self.bus.emit(e);
+        let held = &mut self.slots[i].leftovers;
+        held.extend(left);
+        let excess = held.len().saturating_sub(leftovers::MAX_HELD);
+        held.drain(..excess);
+    }
+
+    /// Slot `i` is stopped or gave up: what its processes left running is stopped with it when
+    /// `stopasgroup`/`killasgroup` say so, and let go either way.
+    fn stop_leftovers(&mut self, i: usize) {
+        let held = std::mem::take(&mut self.slots[i].leftovers);
+        let spec = &self.slots[i].prog.spec;
+        let Some(signo) =
+            leftovers::stop_signal(spec.stopasgroup, spec.killasgroup, spec.stopsignal)
+        else {
+            return;
+        };
+        let sent: Vec<String> = held
+            .iter()
+            .filter(|l| l.signal(signo))
+            .map(|l| format!("{} ({})", l.pid, l.comm))
+            .collect();
+        if sent.is_empty() {
+            return;
+        }
+        let p = &self.slots[i].prog;
+        let mut e = p.event(
+            Level::Info,
+            Kind::Notice,
+            p.state,
+            format!(
+                "stopping what {} left running with {}: {}",
+                p.spec.name,
+                signal_name(signo),
+                sent.join(", ")
+            ),
+        );
+        e.signal = Some(signal_name(signo));
+        self.bus.emit(e);
     }
 
     /// A critical program that is down for good stops the supervisor with its status.
@@ -684,7 +768,7 @@ impl Engine {
             serial,
             pid: child.pid,
             pidfd: afd,
-            deadline: Instant::now() + timeout,
+            deadline: deadline_after(Instant::now(), timeout),
             reply: Some(reply),
         });
     }
@@ -783,6 +867,7 @@ impl Engine {
                 handle::Control::Stop => {
                     self.slots[i].prog.waiting = false;
                     self.slots[i].pipes.cancel_spawn();
+                    self.stop_leftovers(i);
                     self.slots[i].prog.stop(now, AfterStop::Stay)
                 }
                 handle::Control::Restart => self.slots[i].prog.stop(now, AfterStop::Start),
@@ -802,7 +887,7 @@ impl Engine {
                 let _ = reply.send(Err("timed out".to_string()));
             }
             // It is reaped when it dies; no second kill.
-            a.deadline = now + Duration::from_secs(3600);
+            a.deadline = deadline_after(now, Duration::from_secs(3600));
         }
         for i in 0..self.slots.len() {
             let held = self.slots[i].pipes.timer(now);
@@ -965,6 +1050,9 @@ impl Engine {
             Err(e) => {
                 let events = self.slots[i].prog.spawn_failed(&e, now, wall);
                 self.emit_all(events);
+                if self.slots[i].prog.state == State::Fatal {
+                    self.stop_leftovers(i);
+                }
                 self.check_critical(i);
             }
         }
@@ -1094,10 +1182,8 @@ impl Engine {
 
     /// Keeps programs in start order (a reload may change priorities).
     fn sort_slots(&mut self) {
-        self.slots.sort_by(|a, b| {
-            (a.prog.spec.priority, &a.prog.spec.name)
-                .cmp(&(b.prog.spec.priority, &b.prog.spec.name))
-        });
+        self.slots
+            .sort_by(|a, b| plan::start_key(&a.prog.spec).cmp(&plan::start_key(&b.prog.spec)));
     }
 
     fn notice_kind(&self, kind: Kind, msg: String) {
@@ -1135,7 +1221,7 @@ impl Engine {
             return;
         }
         let now = Instant::now();
-        let deadline = now + self.shutdown_timeout;
+        let deadline = deadline_after(now, self.shutdown_timeout);
         // Leave time to SIGKILL and reap before the budget ends.
         let cap = self
             .shutdown_timeout
@@ -1230,7 +1316,9 @@ impl Engine {
             return;
         };
         if let Some(t) = sd.orphans_termed {
-            if !sd.orphans_killed && (now >= t + Duration::from_secs(2) || now >= sd.deadline) {
+            if !sd.orphans_killed
+                && (now >= deadline_after(t, ORPHAN_TERM_GRACE) || now >= sd.deadline)
+            {
                 sd.orphans_killed = true;
                 self.killed_any = true;
                 let n = signal_orphans(self.is_pid1, libc::SIGKILL);
@@ -1260,7 +1348,7 @@ impl Engine {
             return None;
         }
         let orphans_left = sd.orphans_termed.is_some() && wait::has_children();
-        let hard_stop = Instant::now() >= sd.deadline + Duration::from_millis(500);
+        let hard_stop = Instant::now() >= deadline_after(sd.deadline, HARD_STOP_GRACE);
         if orphans_left && !hard_stop {
             return None;
         }

@@ -69,7 +69,7 @@ impl Pipes {
         }
         self.spawn_pending = true;
         if self.deadline.is_none() {
-            self.deadline = Some(super::timers::deadline_after(now, DRAIN_GRACE));
+            self.deadline = Some(super::plan::deadline_after(now, DRAIN_GRACE));
         }
         true
     }

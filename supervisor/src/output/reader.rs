@@ -89,8 +89,7 @@ pub(super) async fn pump(mut pipe: Owned, route: Route, tap: Option<Arc<Ring>>) 
     // The start of a line whose end has not been read yet.
     let mut pending = Vec::new();
     let mut pieces = Vec::new();
-    loop {
-        let Some(rx) = pipe.rx.as_ref() else { break };
+    while let Some(rx) = pipe.rx.as_ref() {
         if rx.readable().await.is_err() {
             break;
         }
