@@ -614,8 +614,8 @@ fn warn_unknown(e: &Entry, section: &str, known: &[&str], notices: &mut Notices)
         &e.at,
         &e.key,
         format!(
-            "not a setting of [{section}]{hint}{elsewhere}; supervisord ignores it, and so does \
-             this supervisor (`supervisor check --strict` refuses it)"
+            "not a setting of [{section}]{hint}{elsewhere} (supervisord ignores it, and so does \
+             this supervisor; `supervisor check --strict` refuses it)"
         ),
     );
 }
