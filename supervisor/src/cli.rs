@@ -25,10 +25,19 @@ pub enum Command {
     ///   supervisor run --restart on-failure -- my-server --port 8080
     Run(RunArgs),
     /// Validate a config file and print the effective programs; exit 2 on any error.
+    ///
+    /// Keys and sections supervisord ignores (typos, misplaced keys) are warnings: printed, and
+    /// ignored here too, unless --strict makes them errors.
     Check {
         /// The config file (.toml, or supervisord .conf/.ini).
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
+        /// Treat warnings (unknown or misplaced keys, unknown sections) as errors: exit 2.
+        #[arg(long)]
+        strict: bool,
+        /// Print the effective configuration as JSON (environment values included).
+        #[arg(long)]
+        json: bool,
     },
     /// Show the state of programs (all, or those named); exit 0 only if all shown are RUNNING.
     ///

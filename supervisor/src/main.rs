@@ -10,7 +10,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => supervisor::run::run(args),
-        Command::Check { config } => supervisor::run::check(&config),
+        Command::Check {
+            config,
+            strict,
+            json,
+        } => supervisor::run::check(&config, strict, json),
         Command::Completions { shell } => {
             // Into a buffer first: clap_complete panics on a write error (`| head`).
             let mut script = Vec::new();

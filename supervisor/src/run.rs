@@ -23,18 +23,9 @@ use crate::output::Output;
 /// Events kept in memory for `/api/events` and `why`.
 pub const HISTORY_SIZE: usize = 10_000;
 
-/// `supervisor check -c FILE`.
-pub fn check(path: &Path) -> anyhow::Result<u8> {
-    match config::load(path) {
-        Ok(cfg) => {
-            print!("{}", config::describe::describe(&cfg));
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("supervisor: {e}");
-            Ok(2)
-        }
-    }
+/// `supervisor check -c FILE [--strict] [--json]`.
+pub fn check(path: &Path, strict: bool, json: bool) -> anyhow::Result<u8> {
+    Ok(config::describe::check(path, strict, json))
 }
 
 /// The configuration of one-command mode (`supervisor run -- CMD ARGS...`).
@@ -67,7 +58,9 @@ fn one_command_config(cmd: &[String], restart: Restart) -> Config {
         source: "<command line>".into(),
         settings: Settings::default(),
         programs: vec![spec],
+        eventlisteners: vec![],
         notices: vec![],
+        warnings: vec![],
     }
 }
 
@@ -173,6 +166,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         bus.emit(started);
         for n in &cfg.notices {
             bus.emit(Event::new(Level::Info, Kind::Notice, n.clone()));
+        }
+        for w in &cfg.warnings {
+            bus.emit(Event::new(Level::Warn, Kind::Notice, w.clone()));
         }
         if std::process::id() != 1 {
             bus.emit(Event::new(

@@ -165,3 +165,71 @@ fn symlink_loops_and_bad_utf8_name_the_file() {
         ],
     );
 }
+
+#[test]
+fn unknown_keys_are_warnings_and_strict_makes_them_errors() {
+    let dir = TempDir::new("cfg-warn");
+    let conf = dir.write(
+        "w.conf",
+        "[supervisord]\nnodaemon=true\nunmask=022\nstdout_logfile=/dev/stdout\n\
+         [program:web]\ncommand=sleep 100\npidfile=/run/web.pid\n",
+    );
+    let (code, out, err) = check(&conf, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let parts: [String; 4] = [
+        format!("warning: {}:3: unmask: not a setting of [supervisord]; did you mean umask?", conf.display()),
+        format!("warning: {}:4: stdout_logfile: not a setting of [supervisord]; it is a setting of [program:NAME]", conf.display()),
+        format!("warning: {}:7: pidfile: not a setting of [program:web]; it is a setting of [supervisord]", conf.display()),
+        "supervisord ignores it".to_string(),
+    ];
+    for part in &parts {
+        assert!(out.contains(part), "{part:?} missing from:\n{out}");
+    }
+    let (code, out, err) = check(&conf, &["--strict"]);
+    assert_eq!(code, 2, "--strict refuses warnings:\n{out}{err}");
+    assert!(
+        err.contains(&format!("error (--strict): {}:3: unmask", conf.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("3 warnings treated as errors (--strict)"),
+        "{err}"
+    );
+
+    let (code, out, err) = check(&conf, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("check --json prints JSON");
+    assert_eq!(v["warnings"].as_array().map(Vec::len), Some(3), "{out}");
+    assert_eq!(v["programs"][0]["name"], "web");
+}
+
+#[test]
+fn numprocs_one_with_a_process_name_keeps_its_group_and_listeners_show_in_json() {
+    let dir = TempDir::new("cfg-group");
+    let conf = dir.write(
+        "g.conf",
+        "[program:httpd]\ncommand=httpd -DFOREGROUND\nprocess_name=%(program_name)s_%(process_num)02d\n\
+         [eventlistener:fatal]\ncommand=kill-on-fatal\nevents=PROCESS_STATE_FATAL\n",
+    );
+    let (code, out, err) = check(&conf, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["programs"][0]["name"], "httpd_00");
+    assert_eq!(v["programs"][0]["group"], "httpd");
+    let listener = &v["eventlisteners"][0];
+    assert_eq!(listener["pool"], "fatal");
+    assert_eq!(
+        listener["events"],
+        serde_json::json!(["PROCESS_STATE_FATAL"])
+    );
+    assert_eq!(
+        listener["processes"][0]["command"],
+        serde_json::json!(["kill-on-fatal"])
+    );
+    let (code, out, _) = check(&conf, &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("[eventlistener:fatal] (not run here) events=PROCESS_STATE_FATAL"),
+        "{out}"
+    );
+}

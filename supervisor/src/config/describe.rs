@@ -3,13 +3,54 @@
 //! After parsing, defaults, `numprocs` and `%(name)s` expansion, what will actually run can look
 //! quite different from what the file says. This prints it: the settings the file sets, every
 //! process in start order with the values that decide how it is run and restarted, and the
-//! notices about what was accepted but ignored. Environment values are not printed (they often
-//! hold secrets), only their names.
+//! notices about what was accepted but ignored, and the warnings (keys supervisord ignores).
+//! Environment values are not printed (they often hold secrets), only their names; `--json`
+//! prints the whole configuration, environment values included, for programs to read.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 use super::{signal_name, AutoRestart, Config, LogTarget, ProgramSpec, Settings};
+
+/// `supervisor check -c FILE [--strict] [--json]`: prints the effective configuration and returns
+/// the exit code: 0 valid, 2 an error (or, with `strict`, a warning).
+pub fn check(path: &Path, strict: bool, json: bool) -> u8 {
+    let cfg = match super::load(path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("supervisor: {e}");
+            return 2;
+        }
+    };
+    if strict && !cfg.warnings.is_empty() {
+        for w in &cfg.warnings {
+            eprintln!(
+                "supervisor: {}",
+                w.replacen("warning: ", "error (--strict): ", 1)
+            );
+        }
+        eprintln!(
+            "supervisor: {} warning{} treated as errors (--strict); fix them, or check without --strict \
+             to accept what supervisord accepts",
+            cfg.warnings.len(),
+            if cfg.warnings.len() == 1 { "" } else { "s" }
+        );
+        return 2;
+    }
+    if json {
+        match serde_json::to_string_pretty(&cfg) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("supervisor: the configuration cannot be printed as JSON: {e}");
+                return 2;
+            }
+        }
+    } else {
+        print!("{}", describe(&cfg));
+    }
+    0
+}
 
 /// The effective programs of `config`, one block each, followed by the notices.
 pub fn describe(config: &Config) -> String {
@@ -26,10 +67,31 @@ pub fn describe(config: &Config) -> String {
         out.push('\n');
         program(&mut out, p);
     }
+    for l in &config.eventlisteners {
+        let _ = writeln!(
+            out,
+            "\n[eventlistener:{}] (not run here) events={} buffer_size={} priority={} processes={}",
+            l.pool,
+            l.events.join(","),
+            l.buffer_size,
+            l.priority,
+            l.processes
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
     if !config.notices.is_empty() {
         out.push_str("\nnotices:\n");
         for notice in &config.notices {
             let _ = writeln!(out, "  {notice}");
+        }
+    }
+    if !config.warnings.is_empty() {
+        out.push_str("\nwarnings:\n");
+        for warning in &config.warnings {
+            let _ = writeln!(out, "  {warning}");
         }
     }
     out
@@ -262,6 +324,8 @@ mod tests {
             },
             programs: vec![db, web],
             notices: vec!["notice: nodaemon (in /etc/app.conf:2) is accepted and ignored".into()],
+            eventlisteners: Vec::new(),
+            warnings: Vec::new(),
         };
         let text = describe(&config);
         for expected in [

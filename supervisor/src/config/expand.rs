@@ -459,11 +459,14 @@ impl ProgramTemplate {
     }
 }
 
-/// Collects notices, each at most once per tag.
+/// Collects notices, each at most once per tag, and warnings.
 #[derive(Debug, Default)]
 pub struct Notices {
     lines: Vec<String>,
     seen: HashSet<String>,
+    /// What supervisord ignores silently and this supervisor ignores too, but says:
+    /// unknown or misplaced keys and unknown sections (`check --strict` refuses them).
+    warnings: Vec<String>,
 }
 
 impl Notices {
@@ -474,8 +477,17 @@ impl Notices {
         }
     }
 
-    pub fn into_vec(self) -> Vec<String> {
-        self.lines
+    /// Adds a warning about something at `at` (each place is warned about once).
+    pub fn warn(&mut self, at: &Location, key: &str, message: impl Into<String>) {
+        if self.seen.insert(format!("warning:{at}:{key}")) {
+            self.warnings
+                .push(format!("warning: {at}: {key}: {}", message.into()));
+        }
+    }
+
+    /// The notices and the warnings.
+    pub fn into_parts(self) -> (Vec<String>, Vec<String>) {
+        (self.lines, self.warnings)
     }
 }
 
@@ -570,10 +582,13 @@ fn process(
     }
     spec.command = command(t, &names)?;
     spec.name = process_name(t, &names)?;
+    // supervisord puts every program in a group: its [group:x], else one named after the
+    // program (a "homogeneous" group). Its name is shown only when it differs from the
+    // process's (`httpd:httpd_00`), so `None` here means "the group is the process itself".
     spec.group = t
         .group
         .clone()
-        .or_else(|| (t.numprocs > 1).then(|| t.name.clone()));
+        .or_else(|| (t.numprocs > 1 || spec.name != t.name).then(|| t.name.clone()));
     Ok(spec)
 }
 
@@ -701,11 +716,27 @@ fn log_target(
         }
         "/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1" => LogTarget::Stdout,
         "/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2" => LogTarget::Stderr,
-        _ => LogTarget::File {
-            path: expand_user(&value, names.home.as_deref()),
-            max_bytes: spec.max_bytes,
-            backups: spec.backups,
-        },
+        _ => {
+            let path = expand_user(&value, names.home.as_deref());
+            // supervisord refuses a log file whose directory does not exist (`existing_dirpath`).
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dir.is_dir() {
+                    return Err(text.error(format!(
+                        "the directory {} of the log file {} does not exist (supervisord refuses \
+                         this too); create it in the image (mkdir -p {}), or set {}=/dev/stdout",
+                        dir.display(),
+                        path.display(),
+                        dir.display(),
+                        text.key
+                    )));
+                }
+            }
+            LogTarget::File {
+                path,
+                max_bytes: spec.max_bytes,
+                backups: spec.backups,
+            }
+        }
     })
 }
 

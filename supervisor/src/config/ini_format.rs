@@ -6,9 +6,10 @@
 //! repeated key replaces the earlier value. `[include] files=` of the main file pulls in more
 //! files (globs relative to it). Values then mean what supervisord's `options.py` makes of them,
 //! including `%(name)s` expansion and `[supervisord] environment` for every program. Where this
-//! supervisor is stricter, it says so with file:line: unknown sections and keys are errors
-//! (supervisord ignores typos silently); keys and sections that are valid supervisord but mean
-//! nothing here are accepted with one notice each.
+//! supervisor differs, it says so with file:line: unknown sections and keys are warnings
+//! (supervisord ignores them silently; `check --strict` refuses them); keys and sections that are
+//! valid supervisord but mean nothing here are accepted with one notice each. `[eventlistener:x]`
+//! pools are read into [`EventListenerSpec`] with supervisord's checks.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use super::expand::{
     parse_metrics_addr, parse_octal, parse_probe, parse_stopsignal, parse_whole_seconds, Command,
     Context, Environment, Names, Notices, ProgramTemplate, Text,
 };
-use super::{Config, ConfigError, Location, Settings};
+use super::{Config, ConfigError, EventListenerSpec, Location, Settings};
 
 /// Reads a supervisord configuration file (and what its `[include]` names) from `text`, the
 /// contents of `path`.
@@ -40,7 +41,7 @@ pub(crate) fn parse_with(path: &Path, text: &str, ctx: &Context) -> Result<Confi
     rpc_servers(&doc, &base, &mut notices, &mut settings)?;
     let mut names = base;
     names.add_env(&global_env);
-    let groups = groups(&doc, &names)?;
+    let groups = groups(&doc, &names, &mut notices)?;
     let mut programs = Vec::new();
     for sec in doc
         .sections
@@ -57,11 +58,22 @@ pub(crate) fn parse_with(path: &Path, text: &str, ctx: &Context) -> Result<Confi
         )?;
         programs.extend(expand::processes(&t, &names, &mut notices)?);
     }
+    let mut eventlisteners = Vec::new();
+    for sec in doc
+        .sections
+        .iter()
+        .filter(|s| !s.ignored && s.name.starts_with("eventlistener:"))
+    {
+        eventlisteners.push(eventlistener(&doc, sec, &names, &global_env, &mut notices)?);
+    }
+    let (notices, warnings) = notices.into_parts();
     Ok(Config {
         source: path.to_path_buf(),
         settings,
         programs: expand::finish(programs)?,
-        notices: notices.into_vec(),
+        eventlisteners,
+        notices,
+        warnings,
     })
 }
 
@@ -307,14 +319,10 @@ fn include(
         return Ok(());
     };
     let entries = doc.entries(sec, |k| k == "files");
-    if let Some(e) = entries.iter().find(|e| e.key != "files") {
-        return Err(invalid(
-            &e.at,
-            &e.key,
-            "not a setting of [include]; the only one is files",
-        ));
+    for e in entries.iter().filter(|e| e.key != "files") {
+        warn_unknown(e, "include", &["files"], notices);
     }
-    let Some(files) = entries.first() else {
+    let Some(files) = entries.iter().find(|e| e.key == "files") else {
         return Err(invalid(
             &sec.at,
             "files",
@@ -516,6 +524,43 @@ const SUPERVISORD_IGNORED: &[Ignored] = &[
 
 const GROUP_KEYS: &[&str] = &["programs", "priority"];
 
+/// `[eventlistener:x]` keys besides those of `[program:x]`.
+const LISTENER_KEYS: &[&str] = &["events", "buffer_size", "result_handler"];
+
+/// supervisord's event types (`supervisor.events.EventTypes`), as `events=` names them.
+const EVENT_TYPES: &[&str] = &[
+    "EVENT",
+    "PROCESS_COMMUNICATION",
+    "PROCESS_COMMUNICATION_STDERR",
+    "PROCESS_COMMUNICATION_STDOUT",
+    "PROCESS_GROUP",
+    "PROCESS_GROUP_ADDED",
+    "PROCESS_GROUP_REMOVED",
+    "PROCESS_LOG",
+    "PROCESS_LOG_STDERR",
+    "PROCESS_LOG_STDOUT",
+    "PROCESS_STATE",
+    "PROCESS_STATE_BACKOFF",
+    "PROCESS_STATE_EXITED",
+    "PROCESS_STATE_FATAL",
+    "PROCESS_STATE_RUNNING",
+    "PROCESS_STATE_STARTING",
+    "PROCESS_STATE_STOPPED",
+    "PROCESS_STATE_STOPPING",
+    "PROCESS_STATE_UNKNOWN",
+    "REMOTE_COMMUNICATION",
+    "SUPERVISOR_STATE_CHANGE",
+    "SUPERVISOR_STATE_CHANGE_RUNNING",
+    "SUPERVISOR_STATE_CHANGE_STOPPING",
+    "TICK",
+    "TICK_3600",
+    "TICK_5",
+    "TICK_60",
+];
+
+/// supervisord's default (and, here, only) way to read a listener's `RESULT`.
+pub const DEFAULT_RESULT_HANDLER: &str = "supervisor.dispatchers:default_handler";
+
 fn ignored_key(table: &[Ignored], key: &str) -> Option<(Check, &'static str)> {
     table
         .iter()
@@ -550,17 +595,30 @@ fn accept_ignored(
     Ok(())
 }
 
-fn unknown_key(e: &Entry, section: &str, known: &[&str]) -> ConfigError {
-    let hint = did_you_mean(&e.key, known);
-    let message = if hint.is_empty() {
-        format!(
-            "not a setting of [{section}]; the settings are: {}",
-            known.join(", ")
-        )
+/// Warns about a key `[section]` does not have: supervisord ignores it (configparser keeps every
+/// key; supervisord reads only the ones it knows), and so does this supervisor, but it says so.
+fn warn_unknown(e: &Entry, section: &str, known: &[&str], notices: &mut Notices) {
+    let in_program = section.starts_with("program:") || section.starts_with("eventlistener:");
+    let elsewhere = if !in_program && is_program_key(&e.key) {
+        "; it is a setting of [program:NAME], not of this section"
+    } else if in_program && is_supervisord_key(&e.key) {
+        "; it is a setting of [supervisord], not of a program"
     } else {
-        format!("not a setting of [{section}]{hint}")
+        ""
     };
-    invalid(&e.at, &e.key, message)
+    let hint = if elsewhere.is_empty() {
+        did_you_mean(&e.key, known)
+    } else {
+        String::new()
+    };
+    notices.warn(
+        &e.at,
+        &e.key,
+        format!(
+            "not a setting of [{section}]{hint}{elsewhere} (supervisord ignores it, and so does \
+             this supervisor; `supervisor check --strict` refuses it)"
+        ),
+    );
 }
 
 /// What a section is to this supervisor.
@@ -569,6 +627,8 @@ enum SectionKind {
     Used,
     /// Valid supervisord, meaningless here: accepted with a notice giving the reason.
     Ignored(&'static str),
+    /// Not a section supervisord knows: it ignores it; a warning here (a "did you mean" hint).
+    Unknown(String),
 }
 
 const SECTION_NAMES: &str = "[supervisord], [program:NAME], [group:NAME], [include], [unix_http_server], \
@@ -579,13 +639,12 @@ fn section_kind(sec: &Section) -> Result<SectionKind, ConfigError> {
     let name = sec.name.as_str();
     let prefix = name.split_once(':').map_or(name, |(p, _)| p);
     Ok(match (prefix, name.contains(':')) {
-        ("supervisord" | "include" | "DEFAULT", false) | ("program" | "group", true) => SectionKind::Used,
+        ("supervisord" | "include" | "DEFAULT", false) | ("program" | "group" | "eventlistener", true) => {
+            SectionKind::Used
+        }
         ("unix_http_server" | "inet_http_server", false) => SectionKind::Used,
         ("supervisorctl", false) => SectionKind::Ignored(" (use supervisor status, start, stop, ... instead of supervisorctl)"),
         ("rpcinterface" | "ctlplugin", true) => SectionKind::Ignored(""),
-        ("eventlistener", true) => SectionKind::Ignored(
-            ": event listeners are not supported; to stop everything when a program fails for good, set critical=true on it",
-        ),
         ("fcgi-program", true) => {
             return Err(invalid(
                 &sec.at,
@@ -595,36 +654,46 @@ fn section_kind(sec: &Section) -> Result<SectionKind, ConfigError> {
                  or spawn-fcgi -n)",
             ))
         }
-        _ => {
-            let hint = did_you_mean(name, &["supervisord", "include", "unix_http_server", "inet_http_server", "supervisorctl"]);
-            return Err(invalid(
-                &sec.at,
-                &format!("[{name}]"),
-                format!("unknown section{hint}; supervisord's sections are {SECTION_NAMES}"),
-            ));
-        }
+        _ => SectionKind::Unknown(did_you_mean(
+            name,
+            &["supervisord", "include", "unix_http_server", "inet_http_server", "supervisorctl"],
+        )),
     })
 }
 
-/// Rejects unknown sections and `[DEFAULT]` keys no section knows; notes the ignored sections.
+/// Notes the ignored sections; warns about unknown sections and `[DEFAULT]` keys no section
+/// knows (supervisord ignores both).
 fn check_sections(doc: &Document, notices: &mut Notices) -> Result<(), ConfigError> {
     for sec in doc.sections.iter().filter(|s| !s.ignored) {
-        if let SectionKind::Ignored(why) = section_kind(sec)? {
-            notices.once(
+        match section_kind(sec)? {
+            SectionKind::Ignored(why) => notices.once(
                 &format!("section-ignored:{}", sec.name),
                 format!(
                     "notice: [{}] (in {}) is accepted and ignored{why}",
                     sec.name, sec.at
                 ),
-            );
+            ),
+            SectionKind::Unknown(hint) => notices.warn(
+                &sec.at,
+                &format!("[{}]", sec.name),
+                format!(
+                    "unknown section{hint}; supervisord ignores it, and so does this supervisor \
+                     (`supervisor check --strict` refuses it); its sections are {SECTION_NAMES}"
+                ),
+            ),
+            SectionKind::Used => {}
         }
     }
     if let Some(defaults) = doc.find("DEFAULT") {
         let known = |k: &str| {
-            is_program_key(k) || is_supervisord_key(k) || GROUP_KEYS.contains(&k) || k == "files"
+            is_program_key(k)
+                || is_supervisord_key(k)
+                || GROUP_KEYS.contains(&k)
+                || LISTENER_KEYS.contains(&k)
+                || k == "files"
         };
-        if let Some(e) = defaults.entries.iter().find(|e| !known(&e.key)) {
-            return Err(unknown_key(e, "DEFAULT", PROGRAM_KEYS));
+        for e in defaults.entries.iter().filter(|e| !known(&e.key)) {
+            warn_unknown(e, "DEFAULT", PROGRAM_KEYS, notices);
         }
     }
     Ok(())
@@ -646,6 +715,15 @@ fn supervisord(
         return Ok((settings, env));
     };
     for e in doc.entries(sec, is_supervisord_key) {
+        if !is_supervisord_key(&e.key) {
+            let known: Vec<&str> = SUPERVISORD_KEYS
+                .iter()
+                .copied()
+                .chain(SUPERVISORD_IGNORED.iter().map(|i| i.0))
+                .collect();
+            warn_unknown(e, "supervisord", &known, notices);
+            continue;
+        }
         let text = Text::new(&e.value, &e.key, &e.at);
         let value = expand::expand(&text, names)?;
         let fail = |m: String| invalid(&e.at, &e.key, m);
@@ -675,17 +753,11 @@ fn supervisord(
             }
             "control_token_file" => settings.control_token_file = Some(PathBuf::from(value)),
             "environment" => env = expand::environment(&Environment::Pairs(text), names)?,
-            key => match ignored_key(SUPERVISORD_IGNORED, key) {
-                Some((check, why)) => accept_ignored(check, why, e, &value, notices)?,
-                None => {
-                    let known: Vec<&str> = SUPERVISORD_KEYS
-                        .iter()
-                        .copied()
-                        .chain(SUPERVISORD_IGNORED.iter().map(|i| i.0))
-                        .collect();
-                    return Err(unknown_key(e, "supervisord", &known));
+            key => {
+                if let Some((check, why)) = ignored_key(SUPERVISORD_IGNORED, key) {
+                    accept_ignored(check, why, e, &value, notices)?
                 }
-            },
+            }
         }
     }
     if let (Some(at), None) = (control_addr_at, &settings.control_token_file) {
@@ -747,7 +819,11 @@ struct Membership {
 }
 
 /// Which program is in which group.
-fn groups(doc: &Document, names: &Names) -> Result<HashMap<String, Membership>, ConfigError> {
+fn groups(
+    doc: &Document,
+    names: &Names,
+    notices: &mut Notices,
+) -> Result<HashMap<String, Membership>, ConfigError> {
     let mut members: HashMap<String, Membership> = HashMap::new();
     for sec in doc
         .sections
@@ -759,6 +835,10 @@ fn groups(doc: &Document, names: &Names) -> Result<HashMap<String, Membership>, 
         let mut programs: Option<(Vec<String>, &Entry)> = None;
         let mut priority = None;
         for e in doc.entries(sec, |k| GROUP_KEYS.contains(&k)) {
+            if !GROUP_KEYS.contains(&e.key.as_str()) {
+                warn_unknown(e, &sec.name, GROUP_KEYS, notices);
+                continue;
+            }
             let value = expand::expand(&Text::new(&e.value, &e.key, &e.at), names)?;
             match e.key.as_str() {
                 "programs" if value.is_empty() => programs = Some((Vec::new(), e)),
@@ -770,7 +850,7 @@ fn groups(doc: &Document, names: &Names) -> Result<HashMap<String, Membership>, 
                         .map_err(|m| invalid(&e.at, &e.key, m))?;
                     priority = Some((p, e.at.clone()));
                 }
-                _ => return Err(unknown_key(e, &sec.name, GROUP_KEYS)),
+                _ => {}
             }
         }
         let Some((programs, entry)) = programs else {
@@ -809,8 +889,9 @@ fn groups(doc: &Document, names: &Names) -> Result<HashMap<String, Membership>, 
 // ---------------------------------------------------------------------------------------------
 // [program:x]
 
+/// The name after `program:` (or `eventlistener:`).
 fn program_name(sec: &Section) -> &str {
-    sec.name["program:".len()..].trim()
+    sec.name.split_once(':').map_or("", |(_, n)| n.trim())
 }
 
 /// One `[program:x]` section as a template (its processes are made by [`expand::processes`]).
@@ -831,9 +912,17 @@ fn program(
     let mut has_command = false;
     let mut killasgroup_at = None;
     let mut own_priority = None;
-    for e in doc.entries(sec, is_program_key) {
+    let listener = sec.name.starts_with("eventlistener:");
+    let known = |k: &str| is_program_key(k) || (listener && LISTENER_KEYS.contains(&k));
+    for e in doc.entries(sec, known) {
+        if !known(&e.key) {
+            warn_unknown(e, &sec.name, PROGRAM_KEYS, notices);
+            continue;
+        }
         let text = Text::new(&e.value, &e.key, &e.at);
         match e.key.as_str() {
+            // Read by [`eventlistener`].
+            key if LISTENER_KEYS.contains(&key) => {}
             "command" => {
                 t.command = Command::Shell(text);
                 has_command = true;
@@ -854,8 +943,6 @@ fn program(
                     }
                 } else if let Some((check, why)) = ignored_key(PROGRAM_IGNORED, key) {
                     accept_ignored(check, why, e, &value, notices)?;
-                } else {
-                    return Err(unknown_key(e, &sec.name, PROGRAM_KEYS));
                 }
             }
         }
@@ -872,6 +959,114 @@ fn program(
         apply_group_priority(&mut t, m, own_priority, notices);
     }
     Ok(t)
+}
+
+// ---------------------------------------------------------------------------------------------
+// [eventlistener:x]
+
+/// One `[eventlistener:x]` pool, checked as supervisord checks it: a `[program:x]` plus `events`
+/// (required, each a known event type), `buffer_size` (1 or more), `result_handler`, no
+/// `redirect_stderr` (stdout is the protocol), and a pool priority of -1 unless set.
+fn eventlistener(
+    doc: &Document,
+    sec: &Section,
+    names: &Names,
+    global_env: &[(String, String)],
+    notices: &mut Notices,
+) -> Result<EventListenerSpec, ConfigError> {
+    let pool = program_name(sec).to_string();
+    let t = program(doc, sec, None, names, global_env, notices)?;
+    let mut spec = EventListenerSpec {
+        pool: pool.clone(),
+        events: Vec::new(),
+        buffer_size: 10,
+        result_handler: DEFAULT_RESULT_HANDLER.to_string(),
+        priority: -1,
+        processes: Vec::new(),
+        defined_at: sec.at.clone(),
+    };
+    let own = t.names(names);
+    let mut has_events = false;
+    let wanted = |k: &str| LISTENER_KEYS.contains(&k) || k == "priority";
+    for e in doc
+        .entries(sec, wanted)
+        .into_iter()
+        .filter(|e| wanted(&e.key))
+    {
+        let value = expand::expand(&Text::new(&e.value, &e.key, &e.at), &own)?;
+        let fail = |m: String| invalid(&e.at, &e.key, m);
+        match e.key.as_str() {
+            "priority" => spec.priority = t.spec.priority,
+            "buffer_size" => {
+                spec.buffer_size = parse_count(&value, 1).map_err(fail)?;
+            }
+            "result_handler" => spec.result_handler = value.trim().to_string(),
+            "events" => {
+                has_events = true;
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let name = name.to_ascii_uppercase();
+                    if !EVENT_TYPES.contains(&name.as_str()) {
+                        let hint = did_you_mean(&name, EVENT_TYPES);
+                        return Err(fail(format!(
+                            "unknown event type {name}{hint}; the types are {}",
+                            EVENT_TYPES.join(", ")
+                        )));
+                    }
+                    if !spec.events.contains(&name) {
+                        spec.events.push(name);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !has_events || spec.events.is_empty() {
+        return Err(invalid(
+            &sec.at,
+            "events",
+            format!(
+                "[{}] section requires an \"events\" line, e.g. events=PROCESS_STATE_FATAL",
+                sec.name
+            ),
+        ));
+    }
+    if t.spec.redirect_stderr {
+        let at = doc
+            .entries(sec, |k| k == "redirect_stderr")
+            .into_iter()
+            .find(|e| e.key == "redirect_stderr")
+            .map_or_else(|| sec.at.clone(), |e| e.at.clone());
+        return Err(invalid(
+            &at,
+            "redirect_stderr",
+            format!(
+                "[{}] sets redirect_stderr=true, which is not allowed: it would mix stderr into \
+                 the event listener protocol on stdout; remove it",
+                sec.name
+            ),
+        ));
+    }
+    if spec.result_handler != DEFAULT_RESULT_HANDLER {
+        notices.once(
+            &format!("result_handler:{pool}"),
+            format!(
+                "notice: result_handler={} of [{}] (in {}) is a Python function; only \
+                 supervisord's default handler exists here",
+                spec.result_handler, sec.name, sec.at
+            ),
+        );
+    }
+    notices.once(
+        &format!("eventlistener:{pool}"),
+        format!(
+            "notice: [{}] (in {}) is checked (see `supervisor check --json`) but not run: event \
+             listeners are not supported yet; to stop everything when a program fails for good, \
+             set critical=true on it",
+            sec.name, sec.at
+        ),
+    );
+    spec.processes = expand::processes(&t, names, notices)?;
+    Ok(spec)
 }
 
 /// supervisord orders groups by the group's priority and uses a program's own priority only
@@ -1195,18 +1390,6 @@ pub(crate) mod tests {
                 "\"sometimes\" is not allowed; use true, false or unexpected",
             ),
             (
-                "[program:a]\ncommand=x\n\nautostrat=true\n",
-                "/etc/app.conf:4",
-                "autostrat",
-                "did you mean autostart?",
-            ),
-            (
-                "[supervisord]\n[programs:a]\ncommand=x\n",
-                "/etc/app.conf:2",
-                "[programs:a]",
-                "unknown section",
-            ),
-            (
                 "; c\n[program:a]\nautostart=true\n",
                 "/etc/app.conf:2",
                 "command",
@@ -1393,12 +1576,6 @@ pub(crate) mod tests {
                 "IP address and port",
             ),
             (
-                "[supervisord]\nhttp_port=9001\n",
-                "/etc/app.conf:2",
-                "http_port",
-                "not a setting of [supervisord]",
-            ),
-            (
                 "[fcgi-program:php]\ncommand=php-cgi\n",
                 "/etc/app.conf:1",
                 "[fcgi-program:php]",
@@ -1428,12 +1605,6 @@ pub(crate) mod tests {
                 "numprocs",
                 "at most 10000",
             ),
-            (
-                "[DEFAULT]\nautorestrt=true\n",
-                "/etc/app.conf:2",
-                "autorestrt",
-                "did you mean autorestart?",
-            ),
         ];
         for (text, at, key, message) in cases {
             let (got_at, got_key, got_message) = error(text);
@@ -1446,6 +1617,134 @@ pub(crate) mod tests {
                 got_message.contains(message),
                 "for {text:?}: {got_message:?} should contain {message:?}"
             );
+        }
+    }
+
+    /// What supervisord ignores (unknown or misplaced keys, unknown sections) is a warning with
+    /// file:line, not an error; values of known keys stay checked.
+    #[test]
+    fn unknown_keys_and_sections_are_warnings() {
+        let c = load(
+            "[supervisord]\nunmask=022\ncritical = critical\nstdout_logfile=/dev/stdout\nredirect_stderr=true\n\
+             [program:a]\ncommand=x\nautostrat=true\npidfile=/run/a.pid\nbad=%(nope)s\n\
+             [programs:b]\ncommand=y\n[group:g]\nprograms=a\nprority=1\n[DEFAULT]\nautorestrt=true\n\
+             [include]\nfiles=\nfile=x.conf\n",
+        );
+        let expected = [
+            "warning: /etc/app.conf:2: unmask: not a setting of [supervisord]; did you mean umask?",
+            "warning: /etc/app.conf:3: critical: not a setting of [supervisord]; it is a setting of [program:NAME], not of this section",
+            "warning: /etc/app.conf:4: stdout_logfile: not a setting of [supervisord]; it is a setting of [program:NAME]",
+            "warning: /etc/app.conf:5: redirect_stderr: not a setting of [supervisord]; it is a setting of [program:NAME]",
+            "warning: /etc/app.conf:8: autostrat: not a setting of [program:a]; did you mean autostart?",
+            "warning: /etc/app.conf:9: pidfile: not a setting of [program:a]; it is a setting of [supervisord], not of a program",
+            "warning: /etc/app.conf:10: bad: not a setting of [program:a]",
+            "warning: /etc/app.conf:11: [programs:b]: unknown section",
+            "warning: /etc/app.conf:15: prority: not a setting of [group:g]; did you mean priority?",
+            "warning: /etc/app.conf:17: autorestrt: not a setting of [DEFAULT]; did you mean autorestart?",
+            "warning: /etc/app.conf:20: file: not a setting of [include]; did you mean files?",
+        ];
+        for w in expected {
+            assert!(
+                c.warnings.iter().any(|got| got.starts_with(w)),
+                "{w:?} not in {:#?}",
+                c.warnings
+            );
+        }
+        assert_eq!(c.warnings.len(), expected.len(), "{:#?}", c.warnings);
+        assert!(c
+            .warnings
+            .iter()
+            .all(|w| w.contains("supervisord ignores it")));
+        assert_eq!(c.programs.len(), 1);
+        assert!(c.programs[0].autostart);
+        // A known key's value is still checked.
+        let (at, key, _) = error("[program:a]\ncommand=x\nbogus=1\nautostart=maybe\n");
+        assert_eq!(
+            (at.as_str(), key.as_str()),
+            ("/etc/app.conf:4", "autostart")
+        );
+    }
+
+    /// supervisord's rule: every program is in a group (its [group:x], else its own); the group
+    /// shows in the name when it differs from the process name.
+    #[test]
+    fn numprocs_one_with_a_process_name_keeps_its_group() {
+        let c = load(
+            "[program:httpd]\ncommand=httpd\nprocess_name=%(program_name)s_%(process_num)02d\n\
+             [program:plain]\ncommand=x\n[program:same]\ncommand=x\nprocess_name=%(program_name)s\n",
+        );
+        let got: Vec<(&str, Option<&str>)> = c
+            .programs
+            .iter()
+            .map(|p| (p.name.as_str(), p.group.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [("httpd_00", Some("httpd")), ("plain", None), ("same", None)]
+        );
+    }
+
+    #[test]
+    fn eventlisteners_are_read_with_supervisords_checks() {
+        let c = load(
+            "[eventlistener:fatal]\ncommand=/usr/local/bin/kill-on-fatal\nevents=PROCESS_STATE_FATAL, process_state_exited,PROCESS_STATE_FATAL\n\
+             buffer_size=50\n[eventlistener:mem]\ncommand=memmon -a 200MB\nevents=TICK_60\nnumprocs=2\n\
+             process_name=%(program_name)s_%(process_num)d\npriority=5\n",
+        );
+        assert!(c.programs.is_empty(), "listeners are not programs");
+        let fatal = &c.eventlisteners[0];
+        assert_eq!(fatal.pool, "fatal");
+        assert_eq!(
+            fatal.events,
+            ["PROCESS_STATE_FATAL", "PROCESS_STATE_EXITED"]
+        );
+        assert_eq!((fatal.buffer_size, fatal.priority), (50, -1));
+        assert_eq!(
+            fatal.processes[0].command,
+            argv(&["/usr/local/bin/kill-on-fatal"])
+        );
+        assert_eq!(fatal.processes[0].group, None);
+        let mem = &c.eventlisteners[1];
+        let names: Vec<(&str, Option<&str>)> = mem
+            .processes
+            .iter()
+            .map(|p| (p.name.as_str(), p.group.as_deref()))
+            .collect();
+        assert_eq!(names, [("mem_0", Some("mem")), ("mem_1", Some("mem"))]);
+        assert_eq!((mem.buffer_size, mem.priority), (10, 5));
+        for (text, at, key, message) in [
+            (
+                "[eventlistener:x]\ncommand=y\n",
+                "/etc/app.conf:1",
+                "events",
+                "requires an \"events\" line",
+            ),
+            (
+                "[eventlistener:x]\ncommand=y\nevents=PROCESS_STATE_FATL\n",
+                "/etc/app.conf:3",
+                "events",
+                "did you mean PROCESS_STATE_FATAL?",
+            ),
+            (
+                "[eventlistener:x]\ncommand=y\nevents=TICK_5\nbuffer_size=0\n",
+                "/etc/app.conf:4",
+                "buffer_size",
+                "from 1 to 1000000",
+            ),
+            (
+                "[eventlistener:x]\ncommand=y\nevents=TICK_5\nredirect_stderr=true\n",
+                "/etc/app.conf:4",
+                "redirect_stderr",
+                "not allowed",
+            ),
+        ] {
+            let (got_at, got_key, got_message) = error(text);
+            assert_eq!(
+                (got_at.as_str(), got_key.as_str()),
+                (at, key),
+                "{got_message}"
+            );
+            assert!(got_message.contains(message), "{got_message}");
         }
     }
 

@@ -35,9 +35,34 @@ pub struct Config {
     pub settings: Settings,
     /// Every process to supervise, already expanded (`numprocs`), sorted by (priority, name).
     pub programs: Vec<ProgramSpec>,
+    /// supervisord's `[eventlistener:x]` pools, read and checked (the engine does not run them
+    /// yet: a notice says so).
+    pub eventlisteners: Vec<EventListenerSpec>,
     /// Things accepted but ignored (one line each), logged once at start-up.
-    #[serde(skip)]
     pub notices: Vec<String>,
+    /// Unknown keys and sections that supervisord ignores and so does this supervisor, each with
+    /// file:line; logged at start-up; `check --strict` refuses them.
+    pub warnings: Vec<String>,
+}
+
+/// One `[eventlistener:x]` pool: supervisord's event listener processes and what they subscribe
+/// to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventListenerSpec {
+    /// The pool's name (`x` of `[eventlistener:x]`), its processes' group.
+    pub pool: String,
+    /// The event types subscribed to (`events=`), upper case, as written, without repeats.
+    pub events: Vec<String>,
+    /// Events kept for the pool while its listeners are busy (`buffer_size`, default 10).
+    pub buffer_size: u32,
+    /// `result_handler` (supervisord's default unless set).
+    pub result_handler: String,
+    /// The pool's priority (default -1: started first, stopped last).
+    pub priority: i32,
+    /// The pool's processes (`numprocs`), with every program setting.
+    pub processes: Vec<ProgramSpec>,
+    /// Where the section was opened.
+    pub defined_at: Location,
 }
 
 /// Global settings. `None` means "not set in the file": the command line or the default applies.

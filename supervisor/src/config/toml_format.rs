@@ -59,11 +59,14 @@ pub(crate) fn parse_with(path: &Path, text: &str, ctx: &Context) -> Result<Confi
             }
         }
     }
+    let (notices, warnings) = notices.into_parts();
     Ok(Config {
         source: path.to_path_buf(),
         settings,
         programs: expand::finish(programs)?,
-        notices: notices.into_vec(),
+        eventlisteners: Vec::new(),
+        notices,
+        warnings,
     })
 }
 
