@@ -182,7 +182,9 @@ async fn settle(
         if ev.kind == Kind::Killing {
             killed.push(name.to_string());
         }
-        if let Some(state) = ev.state {
+        // Only a change of state settles a request: notices about the program (e.g. its old
+        // pipes being closed, processes it left behind) carry its state unchanged.
+        if let Some(state) = ev.state.filter(|s| ev.from_state != Some(*s)) {
             let detail = ev.error.as_deref().unwrap_or(&ev.msg);
             let was_killed = killed.iter().any(|k| k == name);
             if let Some(o) = judge(action, state, name, detail, was_killed) {
