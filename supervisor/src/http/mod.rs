@@ -61,7 +61,7 @@ pub const DEFAULT_EVENTS_LIMIT: usize = 100;
 pub const MAX_EVENTS_LIMIT: usize = 10_000;
 
 /// The most connections held at once by default, whatever the descriptor limit.
-pub const MAX_CONNECTIONS: usize = 512;
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// What the server allows a client.
 #[derive(Debug, Clone)]

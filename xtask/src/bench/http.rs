@@ -1,5 +1,7 @@
-//! Our supervisor's HTTP side: how long a `/metrics` scrape takes, and `wrk` as the load that
-//! hammers it while restarts are measured.
+//! Our supervisor's HTTP side: how long a `/metrics` scrape takes, `wrk` as the load that
+//! hammers it while restarts are measured, and the probes through a connection flood (the
+//! `flood` load generator of the e2e crate: 2,000 idle connections, 100 slowloris clients and
+//! 10,000 garbage requests while `/healthz` and `/readyz` are probed on fresh connections).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -146,4 +148,82 @@ impl Drop for Wrk {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Builds the `flood` load generator (`tests/src/bin/flood.rs`).
+pub fn build_flood() -> Result<std::path::PathBuf> {
+    println!("==> cargo build --release -p e2e --bin flood");
+    let status = crate::util::cargo()
+        .args(["build", "--release", "-p", "e2e", "--bin", "flood"])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the flood load generator failed ({status})");
+    }
+    Ok(crate::util::target_dir().join("release").join("flood"))
+}
+
+/// What the probes saw during a flood.
+#[derive(Debug, Clone, Copy)]
+pub struct FloodFigures {
+    /// Probes of /healthz and /readyz sent.
+    pub probes: u64,
+    /// Percent of them answered 200 within the kubelet's default timeout (1 s).
+    pub success_pct: f64,
+    /// The worst p99 and max latency of the two paths (ms).
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Runs `flood` for `seconds` against our supervisor on `port` (every program ready, so every
+/// probe should answer 200).
+pub fn flood(flood_bin: &Path, port: u16, seconds: f64) -> Result<FloodFigures> {
+    let out = Command::new(flood_bin)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(["--idle", "2000", "--slowloris", "100", "--garbage", "10000"])
+        .args(["--seconds", &seconds.to_string()])
+        .args([
+            "--probe",
+            "/healthz",
+            "--probe",
+            "/readyz",
+            "--timeout-ms",
+            "1000",
+        ])
+        .arg("--lines")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", flood_bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "flood failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut figures = FloodFigures {
+        probes: 0,
+        success_pct: 0.0,
+        p99_ms: 0.0,
+        max_ms: 0.0,
+    };
+    let mut ok = 0;
+    for line in text.lines().filter(|l| l.starts_with("probe ")) {
+        let field = |key: &str| -> Result<f64> {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no {key} in flood's line `{line}`"))
+        };
+        figures.probes += field("count")? as u64;
+        ok += field("ok200")? as u64;
+        figures.p99_ms = figures.p99_ms.max(field("p99_ms")?);
+        figures.max_ms = figures.max_ms.max(field("max_ms")?);
+    }
+    if figures.probes == 0 {
+        bail!("flood sent no probes: {}", text.trim());
+    }
+    figures.success_pct = 100.0 * ok as f64 / figures.probes as f64;
+    Ok(figures)
 }

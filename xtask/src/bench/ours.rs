@@ -68,6 +68,18 @@ pub fn bench(ours: &Path, stamp: &Path, dir: &Path, plan: &Plan, results: &mut R
         Ok(())
     });
 
+    attempt("probes under a connection flood", &mut |results| {
+        let f = flood_session(ours, stamp, &dir.join("flood"), plan)?;
+        results.set(Peer::Ours, Metric::FloodProbeOk, f.success_pct);
+        results.set(Peer::Ours, Metric::FloodProbeP99, f.p99_ms);
+        println!(
+            "    probes through 2,000 idle + 100 slowloris + 10,000 garbage ({} probes): \
+             {:.1} % answered 200, p99 {:.1} ms, max {:.1} ms",
+            f.probes, f.success_pct, f.p99_ms, f.max_ms
+        );
+        Ok(())
+    });
+
     attempt("kill(2) rate with the probe", &mut |results| {
         let [off_a, on, off_b] = kill_rates(ours, stamp, &dir.join("kill"), plan)?;
         let off_all: Vec<f64> = off_a.iter().chain(&off_b).copied().collect();
@@ -163,6 +175,21 @@ fn restart_under_wrk(
     s.stop(STOP_TIMEOUT)?;
     let rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
     Ok((quiet, loaded, rate))
+}
+
+/// [`RESTART_POOL`] programs, all started; then a connection flood while the probes are
+/// measured (3 s with `--quick`, 6 s otherwise).
+fn flood_session(ours: &Path, stamp: &Path, dir: &Path, plan: &Plan) -> Result<http::FloodFigures> {
+    let flood_bin = http::build_flood()?;
+    let mut s = Session::launch(Peer::Ours, ours, stamp, dir, RESTART_POOL)?;
+    let last = s.wait_started(RESTART_POOL, START_TIMEOUT)?;
+    settle(last);
+    let port = s.metrics_port.context("no metrics port")?;
+    let seconds = if plan.compare_rounds > 1 { 6.0 } else { 3.0 };
+    let figures = http::flood(&flood_bin, port, seconds)?;
+    s.ensure_alive()?;
+    s.stop(STOP_TIMEOUT)?;
+    Ok(figures)
 }
 
 /// kill(2) rates (calls per CPU-second of the sender) in windows of `plan.kill_window`, each

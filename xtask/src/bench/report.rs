@@ -35,6 +35,8 @@ pub enum Metric {
     RestartWrkP50,
     RestartWrkP99,
     WrkRate,
+    FloodProbeOk,
+    FloodProbeP99,
     // Ours only: the eBPF probe.
     KillRateOff,
     KillRateOn,
@@ -48,7 +50,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    const ALL: [Metric; 31] = [
+    const ALL: [Metric; 33] = [
         Metric::RestartP50,
         Metric::RestartP90,
         Metric::RestartP99,
@@ -71,6 +73,8 @@ impl Metric {
         Metric::RestartWrkP50,
         Metric::RestartWrkP99,
         Metric::WrkRate,
+        Metric::FloodProbeOk,
+        Metric::FloodProbeP99,
         Metric::KillRateOff,
         Metric::KillRateOn,
         Metric::KillRatio,
@@ -111,6 +115,10 @@ impl Metric {
             Metric::RestartWrkP50 => "restart p50, wrk hammering /metrics (ms)",
             Metric::RestartWrkP99 => "restart p99, wrk hammering /metrics (ms)",
             Metric::WrkRate => "wrk's rate meanwhile (requests/s)",
+            Metric::FloodProbeOk => {
+                "/healthz + /readyz answered 200 within 1 s, connection flood (%)"
+            }
+            Metric::FloodProbeP99 => "/healthz + /readyz p99, connection flood (ms)",
             Metric::KillRateOff => "kill(2)/s between unrelated processes, probe off (thousands)",
             Metric::KillRateOn => "kill(2)/s between unrelated processes, probe on (thousands)",
             Metric::KillRatio => "kill(2) rate, probe on ÷ off",
@@ -172,6 +180,8 @@ impl Metric {
             Metric::RestartWrkP50 => relative(Metric::RestartQuietP50, 2.0, "quiet"),
             Metric::RestartWrkP99 => relative(Metric::RestartQuietP99, 2.0, "quiet"),
             Metric::KillRatio => Some(("≥ 0.95".into(), ours.map(|v| v >= 0.95))),
+            Metric::FloodProbeOk => Some(("100".into(), ours.map(|v| v >= 100.0))),
+            Metric::FloodProbeP99 => limit(100.0, "≤ 100".into()),
             _ => None,
         }
     }
