@@ -286,6 +286,9 @@ mod tests {
         assert!(dropped > 0, "nothing was dropped while nobody read");
         open.send(()).unwrap();
         output.drain(Duration::from_secs(5)).await;
+        // What waited went out in two writes: the batch the writer was stuck in, then the
+        // whole queue.
+        assert_eq!(*lock(&stdout.writes), 2);
         // Back at speed: nothing more is lost, and the burst is said once.
         for n in total..total + 1000 {
             log.record(&event(n));
@@ -306,12 +309,7 @@ mod tests {
             .filter(|l| l.contains("\"event\":\"exited\""))
             .count() as u64;
         assert_eq!(exited + dropped, (total + 1000) as u64);
-        // All the lines after the stall were written, in a few writes.
+        // All the lines after the stall were written.
         assert!(text.contains(&format!("\"program\":\"p{}\"", total + 999)));
-        assert!(
-            *lock(&stdout.writes) < 100,
-            "{} writes",
-            lock(&stdout.writes)
-        );
     }
 }

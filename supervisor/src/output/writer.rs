@@ -4,7 +4,9 @@
 //! asynchronously, while the budget is spent) and queues a message. The thread on the other side
 //! sleeps in `recv` while there is nothing to do, formats what arrives (JSON, text or raw),
 //! gathers up to [`COALESCE`] bytes of complete lines, writes them with one `write_all`, and only
-//! then gives the permits back.
+//! then gives the permits back. The supervisor's own event log does not go through the budget:
+//! it has its own bounded queue ([`super::log`]), which the stdout writer, woken by a
+//! [`Msg::Log`], takes whole and writes at once.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
