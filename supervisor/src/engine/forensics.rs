@@ -139,6 +139,15 @@ impl Forensics {
         }
     }
 
+    /// Starts watching a process that may have forked already (the probe arrived after it was
+    /// spawned): its live descendants are watched too.
+    pub fn watch_tree(&self, pid: u32) -> Result<(), String> {
+        match &self.probe {
+            Some(p) => p.watch_tree(pid).map(drop).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// The next record from the kernel (never resolves without a probe).
     pub async fn next(reader: &mut Option<ProbeReader>) -> ProbeRecord {
         match reader {

@@ -306,7 +306,8 @@ impl Engine {
         self.forensics = forensics::Forensics::new(Some(probe));
         for s in &self.slots {
             if let Some(pid) = s.prog.pid {
-                if let Err(e) = self.forensics.watch(pid) {
+                // It may have forked already: what it forked is watched too.
+                if let Err(e) = self.forensics.watch_tree(pid) {
                     self.notice(
                         Level::Warn,
                         format!(
