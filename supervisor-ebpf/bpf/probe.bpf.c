@@ -145,13 +145,17 @@ struct {
 } WATCH_BUCKETS SEC(".maps");
 
 /* A descendant's root (a WATCHED pid, or a child of the supervisor not watched yet) and the
- * root's tag when it was forked (0: look it up in WATCHED when needed). */
+ * root's tag when it was forked (0: look it up in WATCHED when needed). `seeded`: put there by
+ * the loader, for a process forked before the probe was loaded; such an entry is counted in
+ * WATCH_BUCKETS (the loader's), not in DESCENDANT_BUCKETS or TREE_SIZE. */
 struct descendant {
 	__u32 root;
 	__u32 tag;
+	__u32 seeded;
 };
 
-/* Descendants of the programs' processes, at any depth: written here only. */
+/* Descendants of the programs' processes, at any depth: written here only, but for the
+ * `seeded` entries of the loader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
@@ -262,8 +266,12 @@ static __always_inline struct descendant *descendant(__u32 pid)
 		return NULL;
 	__u32 bucket = pid % PROBE_WATCH_BUCKETS;
 	__u32 *in_bucket = bpf_map_lookup_elem(&DESCENDANT_BUCKETS, &bucket);
-	if (!in_bucket || !*in_bucket)
-		return NULL;
+	if (!in_bucket || !*in_bucket) {
+		/* Seeded entries are counted in the loader's buckets. */
+		in_bucket = bpf_map_lookup_elem(&WATCH_BUCKETS, &bucket);
+		if (!in_bucket || !*in_bucket)
+			return NULL;
+	}
 	return bpf_map_lookup_elem(&DESCENDANTS, &pid);
 }
 
@@ -364,10 +372,10 @@ static __always_inline void fill_target(struct probe_event *e, struct task_struc
 	BPF_CORE_READ_STR_INTO(&e->target_comm, task, comm);
 }
 
-/* @pid (a descendant of @root) is gone: forget it. */
-static __always_inline void forget(__u32 pid, __u32 root)
+/* @pid (a descendant of @root) is gone: forget it. A seeded entry is the loader's to count. */
+static __always_inline void forget(__u32 pid, __u32 root, __u32 seeded)
 {
-	if (bpf_map_delete_elem(&DESCENDANTS, &pid))
+	if (bpf_map_delete_elem(&DESCENDANTS, &pid) || seeded)
 		return;
 	__u32 bucket = pid % PROBE_WATCH_BUCKETS;
 	__u32 *in_bucket = bpf_map_lookup_elem(&DESCENDANT_BUCKETS, &bucket);
@@ -506,7 +514,7 @@ int BPF_PROG(proc_exit, struct task_struct *task)
 	__u32 root = pid, tag = t ? *t : 0;
 	if (d) {
 		__u32 droot = d->root, dtag = d->tag;
-		forget(pid, droot);
+		forget(pid, droot, d->seeded);
 		if (!t) {
 			root = droot;
 			tag = dtag;

@@ -389,9 +389,9 @@ impl History {
 
 impl EventSink for History {
     fn record(&self, event: &Event) {
-        // Periodic checks would push the lifecycle events out of the ring; they are counted
-        // in the metrics instead.
-        if event.kind == Kind::HealthCheck {
+        // Periodic checks, and the signals a program's processes send each other, would push
+        // the lifecycle events out of the ring; they are counted in the metrics instead.
+        if matches!(event.kind, Kind::HealthCheck | Kind::DescendantSignaled) {
             return;
         }
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());

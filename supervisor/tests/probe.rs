@@ -529,6 +529,59 @@ fn a_burst_of_one_signal_is_folded_into_a_count() {
 }
 
 #[test]
+fn a_tree_forked_before_the_probe_loaded_is_seeded_from_proc() {
+    require_root!();
+    // The tree exists before the probe: the kernel never saw these forks.
+    let mut wrapper = Command::new("sh")
+        .args(["-c", "sh -c 'sleep 62; exit $?'; exit $?"])
+        .spawn()
+        .expect("spawn sh");
+    let root = wrapper.id();
+    let grandchild = find_cmdline("sleep\x0062\x00");
+    let (probe, mut reader) = load();
+    assert_eq!(
+        probe.watch_tree(root).expect("watch"),
+        2,
+        "the inner sh and its sleep"
+    );
+    // SAFETY: kill(2) on a process of our own tree.
+    assert_eq!(unsafe { libc::kill(grandchild as i32, libc::SIGTERM) }, 0);
+    let status = wait_for(&mut wrapper, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143));
+    let records = reader.drain();
+    assert!(
+        records.iter().any(|r| matches!(r,
+            ProbeRecord::Exit { pid, root_pid, exit_code: libc::SIGTERM, .. }
+                if *pid == grandchild && *root_pid == root)),
+        "the seeded grandchild's death: {records:?}"
+    );
+    probe.unwatch(root);
+}
+
+/// The pid of the one process whose `/proc/PID/cmdline` is `cmdline` (waits up to 10 s).
+fn find_cmdline(cmdline: &str) -> u32 {
+    let started = std::time::Instant::now();
+    loop {
+        let found = std::fs::read_dir("/proc").ok().and_then(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .find(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| c == cmdline)
+                })
+        });
+        if let Some(p) = found {
+            return p;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no process {cmdline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn a_watched_process_tree_is_followed_and_its_killed_children_reported() {
     require_root!();
     let (probe, mut reader) = load();

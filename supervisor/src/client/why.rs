@@ -5,12 +5,14 @@
 
 use serde_json::Value;
 
-/// The events that end a process (a program's, or one of its tree's).
+/// The events that end a process (a program's, or one of its tree's when that was not
+/// routine: debug-level ones are the program's own or the supervisor's doing).
 fn is_death(e: &Value) -> bool {
-    matches!(
-        e["event"].as_str(),
-        Some("exited" | "stopped" | "spawn_failed" | "descendant_killed")
-    )
+    match e["event"].as_str() {
+        Some("exited" | "stopped" | "spawn_failed") => true,
+        Some("descendant_killed") => e["level"] != "debug",
+        _ => false,
+    }
 }
 
 /// The deaths among `events` (oldest first, as the API gives them), newest first, at most
@@ -217,6 +219,34 @@ mod tests {
             "2026-11-25 10:03:02.000: apache2 (pid 835) ran for 3m02s and exited with status 0 (expected). \
              A process signalled it. Signals it received: SIGTERM from pid 842 'kill' (uid 0), run by 'sh' \
              (pid 840), inside the container [SI_USER, delivered]. Then the supervisor started it again as pid 850 (restart 1)."
+        );
+    }
+
+    #[test]
+    fn a_wrappers_exit_names_its_killed_child_and_the_child_gets_a_line() {
+        let k = json!({"signal":"SIGKILL","code":"SI_USER","result":"delivered","target":"its child mariadbd (pid 52)",
+                       "text":"SIGKILL from 'kill' (uid 0), run by 'bash', outside the container"});
+        let events = vec![
+            json!({"event":"descendant_killed","level":"info","program":"mysqld","pid":52,"ts":"2026-11-25T10:00:00.000Z",
+                   "msg":"descendant: in mysqld, its child mariadbd (pid 52) was killed by SIGKILL from 'kill' (uid 0), run by 'bash', outside the container",
+                   "killed_by":[k.clone()]}),
+            json!({"event":"descendant_killed","level":"debug","program":"mysqld","pid":53,"ts":"2026-11-25T10:00:00.001Z",
+                   "msg":"descendant: in mysqld, its child x (pid 53) was killed by SIGTERM from pid 40 'mysqld_safe'"}),
+            json!({"event":"exited","program":"mysqld","pid":40,"ts":"2026-11-25T10:00:00.010Z","uptime_s":5.0,
+                   "exit_code":137,"expected":false,"origin":"descendant_killed","state":"EXITED","killed_by":[k]}),
+        ];
+        let d = deaths(&events, 5);
+        assert_eq!(d.len(), 2, "the routine (debug) death is left out");
+        assert_eq!(
+            paragraph(&d[0].0, d[0].1.as_ref()),
+            "2026-11-25 10:00:00.010: mysqld (pid 40) ran for 5.0 s and exited with status 137 (not expected). \
+             Its child mariadbd (pid 52) was killed by SIGKILL from 'kill' (uid 0), run by 'bash', outside the \
+             container, just before it exited: the likely cause. It stayed EXITED."
+        );
+        assert_eq!(
+            paragraph(&d[1].0, d[1].1.as_ref()),
+            "2026-11-25 10:00:00.000: in mysqld, its child mariadbd (pid 52) was killed by SIGKILL from 'kill' \
+             (uid 0), run by 'bash', outside the container."
         );
     }
 

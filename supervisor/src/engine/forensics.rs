@@ -139,6 +139,15 @@ impl Forensics {
         }
     }
 
+    /// Starts watching a process that may have forked already (the probe arrived after it was
+    /// spawned): its live descendants are watched too.
+    pub fn watch_tree(&self, pid: u32) -> Result<(), String> {
+        match &self.probe {
+            Some(p) => p.watch_tree(pid).map(drop).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
     /// The next record from the kernel (never resolves without a probe).
     pub async fn next(reader: &mut Option<ProbeReader>) -> ProbeRecord {
         match reader {
@@ -413,17 +422,23 @@ fn secs(ns: u64) -> f64 {
     (ns / 1_000_000) as f64 / 1000.0
 }
 
-/// " after SIGTERM from pid 842 'kill' uid 0", with how long before the exit it came when that
-/// was a second or more (or always, when it is not the cause).
+/// " after SIGTERM from pid 842 'kill' uid 0" for the cause (", 5.0 s earlier" when it came a
+/// second or more before the exit); " 1.5 s after SIGUSR1 from ..." for a signal that was not.
 fn blame_text(k: &KilledBy, before_ns: u64, cause: bool) -> String {
-    let when = if cause && before_ns < SHORTLY_NS {
+    let when = if cause {
         " after".to_string()
     } else {
         format!(" {:.1} s after", secs(before_ns))
     };
+    // The cause came a while before (a stop signal and a long graceful shutdown): say so.
+    let earlier = if cause && before_ns >= SHORTLY_NS {
+        format!(", {:.1} s earlier", secs(before_ns))
+    } else {
+        String::new()
+    };
     if k.from_process {
         format!(
-            "{when} {} from pid {} '{}' uid {}{}",
+            "{when} {} from pid {} '{}' uid {}{}{earlier}",
             k.signal,
             k.sender_pid.unwrap_or(0),
             k.sender_comm.as_deref().unwrap_or(""),
@@ -435,7 +450,7 @@ fn blame_text(k: &KilledBy, before_ns: u64, cause: bool) -> String {
             }
         )
     } else {
-        format!("{when} {}", k.text)
+        format!("{when} {}{earlier}", k.text)
     }
 }
 

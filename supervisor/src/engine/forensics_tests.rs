@@ -70,7 +70,7 @@ fn causes_of_exits_with_a_code() {
             "its stop signal counts however long the shutdown took",
             vec![signal(libc::SIGTERM, probe::SI_USER, 842, 5_000)],
             SignalFromProcess,
-            " 5.0 s after SIGTERM from pid 842 'kill' uid 0",
+            " after SIGTERM from pid 842 'kill' uid 0, 5.0 s earlier",
         ),
         (
             "a handled SIGUSR1, then an exit 1.5 s later: not the cause",

@@ -343,7 +343,8 @@ impl Engine {
         self.forensics = forensics::Forensics::new(Some(probe));
         for s in &self.slots {
             if let Some(pid) = s.prog.pid {
-                if let Err(e) = self.forensics.watch(pid) {
+                // It may have forked already: what it forked is watched too.
+                if let Err(e) = self.forensics.watch_tree(pid) {
                     self.notice(
                         Level::Warn,
                         format!(
@@ -380,8 +381,17 @@ impl Engine {
                     return;
                 };
                 let p = &self.slots[i].prog;
+                // Routine when the program's own process or the supervisor did it (a master
+                // stopping its workers, a stop): debug; anyone else, or the kernel: info.
+                let own = if self.is_pid1 { 1 } else { std::process::id() };
+                let routine = p.state == State::Stopping
+                    || d.killed_by.as_ref().is_some_and(|k| {
+                        k.outside_namespace == Some(false)
+                            && (k.sender_pid == Some(pid) || k.sender_pid == Some(own))
+                    });
+                let level = if routine { Level::Debug } else { Level::Info };
                 let mut e = p.event(
-                    Level::Info,
+                    level,
                     Kind::DescendantKilled,
                     p.state,
                     format!("descendant: in {}, {}", p.spec.name, d.sentence()),

@@ -204,7 +204,13 @@ impl Probe {
                 supervisor_ebpf::MAP_WATCH_BUCKETS,
                 Array::try_from,
             )?,
+            descendants: take_map(
+                &mut ebpf,
+                supervisor_ebpf::MAP_DESCENDANTS,
+                HashMap::try_from,
+            )?,
             shadow: std::collections::HashMap::new(),
+            seeded: std::collections::HashMap::new(),
             next_tag: 1,
         };
         let stats = take_map(&mut ebpf, supervisor_ebpf::MAP_STATS, PerCpuArray::try_from)?;
@@ -228,6 +234,15 @@ impl Probe {
             pid,
             detail: chain(&e),
         })
+    }
+
+    /// [`Probe::watch`] for a process that may have forked before the probe was loaded: its
+    /// descendants alive now (found through `/proc/PID/task/TID/children`) are watched too;
+    /// what they fork from now on the kernel follows by itself. Returns how many were found.
+    pub fn watch_tree(&self, pid: u32) -> Result<usize, ProbeError> {
+        self.watch(pid)?;
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(watched.seed(pid))
     }
 
     /// Whether a record is about a process watched now: its root is watched, with the tag the
@@ -304,6 +319,12 @@ fn stat(stats: &PerCpuArray<MapData, u64>, slot: u32) -> u64 {
 struct Watched {
     pids: HashMap<MapData, u32, u32>,
     buckets: Array<MapData, u32>,
+    /// `DESCENDANTS` (`[root, tag, seeded]`): written by the kernel, and here only for the
+    /// descendants of a process watched after it forked them (seeded).
+    descendants: HashMap<MapData, u32, [u32; 3]>,
+    /// Root → the descendants seeded for it (each counted in `buckets` until the root is
+    /// unwatched).
+    seeded: std::collections::HashMap<u32, Vec<u32>>,
     /// What `pids` holds (pid → tag), so that the bucket counts stay exact whatever the
     /// caller repeats.
     shadow: std::collections::HashMap<u32, u32>,
@@ -328,7 +349,49 @@ impl Watched {
         Ok(())
     }
 
+    /// Puts the live descendants of `root` (watched) into `DESCENDANTS`, breadth first, at
+    /// most [`supervisor_ebpf::MAX_TREE`]; the kernel's own entries are left alone.
+    fn seed(&mut self, root: u32) -> usize {
+        let Some(&tag) = self.shadow.get(&root) else {
+            return 0;
+        };
+        let mut queue = std::collections::VecDeque::from([root]);
+        let mut found = Vec::new();
+        while let Some(parent) = queue.pop_front() {
+            for child in children(parent) {
+                if found.len() >= supervisor_ebpf::MAX_TREE as usize {
+                    break;
+                }
+                // Seen by the kernel already (forked after the root was watched): skip.
+                if self.descendants.insert(child, [root, tag, 1], 1).is_err() {
+                    continue;
+                }
+                if self.bump(child, 1).is_err() {
+                    let _ = self.descendants.remove(&child);
+                    continue;
+                }
+                found.push(child);
+                queue.push_back(child);
+            }
+        }
+        let n = found.len();
+        if n > 0 {
+            self.seeded.entry(root).or_default().extend(found);
+        }
+        n
+    }
+
     fn remove(&mut self, pid: u32) {
+        if let Some(seeded) = self.seeded.remove(&pid) {
+            let tag = self.shadow.get(&pid).copied().unwrap_or(0);
+            for child in seeded {
+                let _ = self.bump(child, -1);
+                // Still the entry seeded here (not a newer process that reuses the pid)?
+                if self.descendants.get(&child, 0).ok() == Some([pid, tag, 1]) {
+                    let _ = self.descendants.remove(&child);
+                }
+            }
+        }
         if self.shadow.remove(&pid).is_none() {
             return;
         }
@@ -343,6 +406,22 @@ impl Watched {
         let count = self.buckets.get(&bucket, 0)?;
         self.buckets.set(bucket, count.saturating_add_signed(by), 0)
     }
+}
+
+/// The children of process `pid` (of each of its threads), from `/proc`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The stream of [`ProbeRecord`]s from the ring buffer.
