@@ -393,10 +393,6 @@ fn result_struct(p_name: &str, group: &str, code: i64, description: &str) -> Val
 /// The fault an action's outcome stands for (`None`: it succeeded).
 fn outcome_fault(o: &Outcome) -> Option<Fault> {
     let m = o.msg.as_str();
-    let detail = |prefix: &str| {
-        m.strip_prefix(prefix)
-            .map(|rest| rest.trim_start_matches(':').trim().to_string())
-    };
     if ["started", "stopped", "starting", "stopping"]
         .iter()
         .any(|s| m.starts_with(s))
@@ -407,11 +403,11 @@ fn outcome_fault(o: &Outcome) -> Option<Fault> {
         Fault::new(ALREADY_STARTED, &o.name)
     } else if m.starts_with("ERROR (not running)") {
         Fault::new(NOT_RUNNING, &o.name)
-    } else if let Some(d) = detail("ERROR (spawn error)") {
-        Fault::new(SPAWN_ERROR, if d.is_empty() { o.name.clone() } else { d })
-    } else if m.starts_with("ERROR (abnormal termination)")
-        || m.starts_with("ERROR (exited at once)")
+    } else if m.starts_with("ERROR (spawn error)") || m.starts_with("ERROR (abnormal termination)")
     {
+        // supervisord: a process that died before startsecs (BACKOFF, FATAL) has a spawnerr.
+        Fault::new(SPAWN_ERROR, &o.name)
+    } else if m.starts_with("ERROR (exited at once)") {
         Fault::new(ABNORMAL_TERMINATION, &o.name)
     } else {
         Fault::new(FAILED, format!("{}: {m}", o.name))
@@ -1013,7 +1009,7 @@ mod tests {
             ("ERROR (already started)", ALREADY_STARTED),
             ("ERROR (not running)", NOT_RUNNING),
             ("ERROR (spawn error): no such file", SPAWN_ERROR),
-            ("ERROR (abnormal termination): exit 1", ABNORMAL_TERMINATION),
+            ("ERROR (abnormal termination): exit 1", SPAWN_ERROR),
             ("ERROR (exited at once)", ABNORMAL_TERMINATION),
             ("ERROR (timed out waiting, still STARTING)", FAILED),
         ] {
