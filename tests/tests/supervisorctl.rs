@@ -371,3 +371,130 @@ fn every_command_over_the_socket_and_the_port() {
     assert_eq!(sup.wait_exit(T), 0, "{}", tail(&sup.log_text(), 30));
     assert!(!sock.exists(), "the socket is removed on exit");
 }
+
+/// One raw `POST /RPC2` over the unix socket: (HTTP status, body).
+fn post(sock: &Path, body: &[u8]) -> (u16, String) {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(T)).unwrap();
+    let head = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // The server may answer (413) and close before the whole body is sent.
+    let _ = s.write_all(head.as_bytes()).and_then(|_| s.write_all(body));
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn call(method: &str, params: &str) -> Vec<u8> {
+    format!("<?xml version='1.0'?><methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>").into_bytes()
+}
+
+fn fault_code(body: &str) -> Option<i64> {
+    let i = body.find("<name>faultCode</name><value><int>")? + 34;
+    body[i..].split('<').next()?.parse().ok()
+}
+
+#[test]
+fn bad_requests_get_faults_and_change_nothing() {
+    let dir = TempDir::new("ctl-bad");
+    let sock = dir.path().join("rpc.sock");
+    let conf = dir.write(
+        "s.conf",
+        &format!(
+            "[unix_http_server]\nfile={}\nchmod=0660\n\n[supervisorctl]\nserverurl=unix://{}\n\n\
+             [program:web]\ncommand=sleep 1000\n",
+            sock.display(),
+            sock.display()
+        ),
+    );
+    let sup = ours(&dir, &conf);
+    wait_answering(&conf);
+    settled(&conf, 1);
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o660, "chmod= of [unix_http_server]");
+    let pid = ctl_c(&conf, &["pid", "web"]).1;
+
+    let deep = format!(
+        "<param>{}{}</param>",
+        "<value><array><data>".repeat(2000),
+        "</data></array></value>".repeat(2000)
+    );
+    for (what, body, status, contains) in [
+        (
+            "malformed",
+            b"<methodCall><methodName>x".to_vec(),
+            400,
+            "not an XML-RPC call",
+        ),
+        (
+            "not XML",
+            b"\x00\xff garbage".to_vec(),
+            400,
+            "not an XML-RPC call",
+        ),
+        (
+            "deeply nested",
+            call("supervisor.getPID", &deep),
+            400,
+            "nested",
+        ),
+        (
+            "entity expansion",
+            b"<!DOCTYPE a [<!ENTITY x 'xx'>]><methodCall/>".to_vec(),
+            400,
+            "DOCTYPE",
+        ),
+        ("huge", vec![b'x'; 2 << 20], 413, "over"),
+    ] {
+        let (got, text) = post(&sock, &body);
+        assert_eq!(got, status, "{what}: {text}");
+        assert!(text.contains(contains), "{what}: {text}");
+    }
+    for (what, body, code) in [
+        ("unknown method", call("supervisor.nosuch", ""), 1),
+        ("a dynamic name", call("supervisor._getGroupAndProcess", ""), 1),
+        ("wrong type", call("supervisor.startProcess", "<param><value><int>3</int></value></param>"), 2),
+        ("too many params", call("supervisor.getPID", "<param><value>x</value></param>"), 2),
+        ("no such process", call("supervisor.getProcessInfo", "<param><value>nosuch</value></param>"), 10),
+        ("bad signal", call("supervisor.signalProcess", "<param><value>web</value></param><param><value>NOPE</value></param>"), 11),
+        ("bad offsets", call("supervisor.readProcessStdoutLog", "<param><value>web</value></param><param><value><int>-5</int></value></param><param><value><int>5</int></value></param>"), 3),
+    ] {
+        let (status, text) = post(&sock, &body);
+        assert_eq!((status, fault_code(&text)), (200, Some(code)), "{what}: {text}");
+    }
+    // multicall: each result in place, a fault as a struct.
+    let (status, text) = post(
+        &sock,
+        &call(
+            "system.multicall",
+            "<param><value><array><data>\
+             <value><struct><member><name>methodName</name><value>supervisor.getPID</value></member></struct></value>\
+             <value><struct><member><name>methodName</name><value>nope</value></member></struct></value>\
+             </data></array></value></param>",
+        ),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("<array><data><value><int>1</int></value></data></array>"),
+        "{text}"
+    );
+    assert_eq!(fault_code(&text), Some(1), "{text}");
+
+    // Unharmed: the same process, still answering.
+    assert_eq!(ctl_c(&conf, &["pid", "web"]).1, pid);
+    assert!(ctl_c(&conf, &["status"]).1.contains(" RUNNING "));
+    drop(sup);
+}
