@@ -11,6 +11,7 @@
 
 pub mod info;
 pub mod methods;
+pub mod table;
 pub mod value;
 
 use std::convert::Infallible;
