@@ -142,7 +142,22 @@ async fn phase(
             .control(action, level.clone())
             .await
             .map_err(|e| (409, e))?;
-        out.extend(settle(handle, &mut rx, action, &level, deadline).await);
+        // A stop can land on a program that is already down (it died, and its restart was
+        // pending): the engine cancels the restart and nothing changes state, so no event will
+        // come. The state right after the request settles those.
+        let mut done = HashMap::new();
+        if action == Control::Stop {
+            if let Ok(now) = handle.status(Duration::from_secs(5)).await {
+                for p in now.iter().filter(|p| level.contains(&p.name)) {
+                    if matches!(p.state, State::Stopped | State::Exited | State::Fatal) {
+                        if let Some(o) = judge(action, p.state, &p.name, "", false) {
+                            done.insert(p.name.clone(), o);
+                        }
+                    }
+                }
+            }
+        }
+        out.extend(settle(handle, &mut rx, action, &level, deadline, done).await);
     }
     Ok(out)
 }
@@ -154,8 +169,8 @@ async fn settle(
     action: Control,
     level: &[String],
     deadline: Instant,
+    mut done: HashMap<String, Outcome>,
 ) -> Vec<Outcome> {
-    let mut done: HashMap<String, Outcome> = HashMap::new();
     let mut killed: Vec<String> = Vec::new();
     while done.len() < level.len() {
         let ev = match tokio::time::timeout_at(deadline, rx.recv()).await {
