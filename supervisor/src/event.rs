@@ -281,6 +281,9 @@ pub struct Event {
     /// For `backoff`: seconds until the next attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_s: Option<f64>,
+    /// For `reloaded`: the new configuration's [`crate::config::Config::hash`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
     /// For `health_check`: whether it passed; for `running`/`ready`: whether the program is ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ok: Option<bool>,
@@ -322,6 +325,7 @@ impl Event {
             sender_uid: None,
             sender: None,
             retry_in_s: None,
+            config_hash: None,
             ok: None,
             origin: None,
             killed_by: None,

@@ -48,9 +48,9 @@ struct ProgramMetrics {
     ready: bool,
     /// Health checks that passed / failed.
     health_checks: [u64; 2],
-    /// Signals the eBPF probe saw sent to the program, by (signal, sender); at most
-    /// [`MAX_SENDERS`] pairs, the rest counted under sender `other`.
-    signals: BTreeMap<(String, String), u64>,
+    /// Signals the eBPF probe saw sent to the program, by (signal, sender, origin); at most
+    /// [`MAX_SENDERS`] series, the rest counted under sender `other`.
+    signals: BTreeMap<(String, String, &'static str), u64>,
     /// Signals the eBPF probe saw sent to the program's descendants, by signal (a bounded
     /// set of names).
     descendant_signals: BTreeMap<String, u64>,
@@ -89,6 +89,9 @@ struct Shared {
     log_events_dropped: AtomicU64,
     /// The probe's count of lost records, read at scrape time (set once it is loaded).
     probe_lost: std::sync::OnceLock<LostCounter>,
+    /// The running configuration's hash (`supervisor_build_info{config_hash}`): set at start,
+    /// replaced by each `reloaded` event.
+    config_hash: Mutex<String>,
 }
 
 /// The probe's lost-record counter, as [`Metrics::set_probe_lost_counter`] got it.
@@ -121,6 +124,15 @@ impl Metrics {
             shared: Shared::default(),
             scanner: Mutex::new(proc_scan::Scanner::default()),
         }
+    }
+
+    /// The hash of the configuration the supervisor started with ([`crate::config::Config::hash`]).
+    pub fn set_config_hash(&self, hash: String) {
+        *self
+            .shared
+            .config_hash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = hash;
     }
 
     /// Whether the eBPF probe was loaded (set once at start-up).
@@ -172,6 +184,10 @@ impl Shared {
     fn record(&self, e: &Event) {
         if e.kind == Kind::OrphanReaped {
             self.orphans_reaped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let (Kind::Reloaded, Some(hash)) = (e.kind, &e.config_hash) {
+            hash.clone_into(&mut self.config_hash.lock().unwrap_or_else(|p| p.into_inner()));
             return;
         }
         let Some(name) = e.program.as_deref() else {
@@ -228,12 +244,14 @@ impl Shared {
             Kind::SignalObserved => {
                 let signal = e.signal.clone().unwrap_or_default();
                 let sender = e.sender.clone().unwrap_or_default();
+                let origin = signal_origin(e, &sender);
                 let key = if p.signals.len() < MAX_SENDERS
-                    || p.signals.contains_key(&(signal.clone(), sender.clone()))
+                    || p.signals
+                        .contains_key(&(signal.clone(), sender.clone(), origin))
                 {
-                    (signal, sender)
+                    (signal, sender, origin)
                 } else {
-                    (signal, "other".to_string())
+                    (signal, "other".to_string(), origin)
                 };
                 *p.signals.entry(key).or_default() += signal_count(e);
             }
@@ -326,7 +344,7 @@ const HEALTH_CHECKS: FamilySpec = family(
 const SIGNALS: FamilySpec = family(
     "supervisor_program_signals_total",
     Type::Counter,
-    "Signals sent to the program's process, as the eBPF probe saw them, by signal and sender (its command, supervisor, or kernel).",
+    "Signals sent to the program's process, as the eBPF probe saw them, by signal, sender (its command, supervisor, or kernel) and origin (supervisor, kernel, inside or outside the container's PID namespace).",
 );
 const DESCENDANT_SIGNALS: FamilySpec = family(
     "supervisor_program_descendant_signals_total",
@@ -376,7 +394,7 @@ const ORPHANS: FamilySpec = family(
 const BUILD_INFO: FamilySpec = family(
     "supervisor_build_info",
     Type::Gauge,
-    "Always 1; the supervisor's version as a label.",
+    "Always 1; the supervisor's version and the running configuration's hash (changes on reload) as labels.",
 );
 const PROBE_LOST: FamilySpec = family(
     "supervisor_probe_events_lost_total",
@@ -419,6 +437,29 @@ const FAMILIES: [&FamilySpec; 20] = [
     &LOG_DROPPED,
     &PROBE_LOST,
 ];
+
+/// Where a signal came from, as a label value with four values: the supervisor, the kernel,
+/// a process inside the supervisor's PID namespace, or one outside it (the host, another
+/// container, a sidecar with its own namespace).
+fn signal_origin(e: &Event, sender: &str) -> &'static str {
+    match sender {
+        "supervisor" => "supervisor",
+        "kernel" => "kernel",
+        _ => {
+            let outside = e
+                .killed_by
+                .as_ref()
+                .and_then(|k| k.first())
+                .and_then(|k| k.outside_namespace)
+                .unwrap_or(false);
+            if outside {
+                "outside"
+            } else {
+                "inside"
+            }
+        }
+    }
+}
 
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
@@ -579,12 +620,14 @@ impl Metrics {
             // Its label values appear as signals are seen: HELP/TYPE only until then.
             t.header(&SIGNALS);
             for r in &rows {
-                for ((signal, sender), n) in &r.m.signals {
+                for ((signal, sender, origin), n) in &r.m.signals {
                     let mut labels = r.labels.clone();
                     labels.push_str(",signal=\"");
                     push_label_value(&mut labels, signal);
+                    labels.push_str("\",sender=\"");
+                    push_label_value(&mut labels, sender);
                     labels.push('"');
-                    t.sample(&SIGNALS, &labels, Some(("sender", sender)), n);
+                    t.sample(&SIGNALS, &labels, Some(("origin", origin)), n);
                 }
             }
             t.header(&DESCENDANT_SIGNALS);
@@ -647,12 +690,16 @@ impl Metrics {
             self.shared.orphans_reaped.load(Ordering::Relaxed),
         );
         t.header(&BUILD_INFO);
-        t.sample(
-            &BUILD_INFO,
-            "",
-            Some(("version", env!("CARGO_PKG_VERSION"))),
-            1,
-        );
+        let mut labels = String::from("version=\"");
+        push_label_value(&mut labels, env!("CARGO_PKG_VERSION"));
+        labels.push('"');
+        let hash = self
+            .shared
+            .config_hash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        t.sample(&BUILD_INFO, &labels, Some(("config_hash", &hash)), 1);
         t.header(&PROBE_LOADED);
         t.sample(
             &PROBE_LOADED,

@@ -127,6 +127,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.set_config_hash(cfg.hash());
 
     // One malloc arena: the supervisor is one runtime thread plus a few writer threads, and a
     // per-thread arena would keep what the probe's loading thread freed (megabytes of BTF).

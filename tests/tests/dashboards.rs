@@ -1010,12 +1010,15 @@ supervisor_program_resident_memory_bytes{program="web",group="front"} 3272704
 supervisor_program_cpu_seconds_total{program="web",group="front"} 0
 supervisor_program_processes{program="web",group="front"} 2
 supervisor_orphans_reaped_total 0
-supervisor_build_info{version="0.1.0"} 1
+supervisor_build_info{version="0.1.0",config_hash="5f0e3c1d9a7b2c44"} 1
 supervisor_probe_loaded 0
 supervisor_program_ready{program="web",group="front"} 1
 supervisor_program_health_checks_total{program="web",group="front",result="success"} 4
 supervisor_program_health_checks_total{program="web",group="front",result="failure"} 0
-supervisor_program_signals_total{program="web",group="front",signal="SIGTERM",sender="assassin"} 2
+supervisor_program_signals_total{program="web",group="front",signal="SIGTERM",sender="assassin",origin="inside"} 2
+supervisor_program_signals_total{program="web",group="front",signal="SIGKILL",sender="kill",origin="outside"} 1
+supervisor_probe_events_lost_total 0
+supervisor_log_events_dropped_total 0
 process_cpu_seconds_total 0
 process_resident_memory_bytes 4182016
 "#;
@@ -1272,8 +1275,15 @@ health_interval = 1
 
 /// For a second supervisor, with the eBPF probe: `assassin` (a copy of kill(1) under a name of
 /// its own) sends `victim` SIGTERM every half second, so the probe's signal metrics have series
-/// from a sender that is neither the supervisor nor the kernel. DIR is the test's directory.
+/// from a sender that is neither the supervisor nor the kernel; `target` is sent SIGTERM once by
+/// `kill` run from the host (outside the supervisor's PID namespace), for `origin="outside"`.
+/// DIR is the test's directory.
 const PROBED_CONFIG: &str = r#"
+[programs.target]
+command = ["sh", "-c", "echo $$ > DIR/target.pid; exec sleep 1000"]
+startsecs = 0
+autorestart = true
+
 [programs.victim]
 command = ["sh", "-c", "echo $$ > DIR/victim.pid; exec sleep 1000"]
 startsecs = 0
@@ -1332,15 +1342,29 @@ fn start_probed_supervisor(dir: &TempDir) -> (Sup, String) {
     sup.wait_event("the HTTP endpoint", T, |e| {
         kind(e) == "notice" && msg(e).starts_with("HTTP endpoint listening")
     });
+    // Once: `kill` from the host, outside the supervisor's PID namespace.
+    let target = sup.wait_event("target running", T, |e| is(e, "running", "target"));
+    let host_pid = sup.to_host_pid(pid(&target));
+    let status = std::process::Command::new("/bin/kill")
+        .args(["-TERM", &host_pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(
+        status.success(),
+        "kill -TERM {host_pid} from the host failed"
+    );
     (sup, addr)
 }
 
-/// A scrape of the probed supervisor once the probe has counted a signal from `assassin`.
+/// A scrape of the probed supervisor once the probe has counted a signal from `assassin` and
+/// the one from the host.
 fn scrape_signals(addr: &str) -> String {
     let deadline = Instant::now() + T;
     loop {
         let body = http_get(addr, "/metrics").body;
-        if body.contains(r#"supervisor_program_signals_total{program="victim",signal="SIGTERM",sender="assassin"}"#) {
+        if body.contains(r#"supervisor_program_signals_total{program="victim",signal="SIGTERM",sender="assassin",origin="inside"}"#)
+            && body.contains(r#"supervisor_program_signals_total{program="target",signal="SIGTERM",sender="kill",origin="outside"}"#)
+        {
             return body;
         }
         assert!(
@@ -1397,7 +1421,10 @@ fn dashboard_and_rules_use_only_what_the_real_binary_exports() {
             );
             for v in values {
                 assert!(
-                    !v.is_empty() && !v.chars().all(|c| c.is_ascii_digit()) && !v.contains(' '),
+                    // A config hash is hex: digits only by chance, and still one per config.
+                    !v.is_empty()
+                        && (label == "config_hash" || !v.chars().all(|c| c.is_ascii_digit()))
+                        && !v.contains(' '),
                     "{metric}{{{label}=\"{v}\"}}: a number or free text as a label value"
                 );
             }
@@ -1408,8 +1435,17 @@ fn dashboard_and_rules_use_only_what_the_real_binary_exports() {
 /// The labels of the `supervisor_*` series: program and group names (from the config), the
 /// fixed sets state, cause and result, the signal name, the sender (a command name, at most 16
 /// per program, the rest `other`) and the version.
-const BOUNDED_LABELS: [&str; 8] = [
-    "program", "group", "state", "cause", "result", "signal", "sender", "version",
+const BOUNDED_LABELS: [&str; 10] = [
+    "program",
+    "group",
+    "state",
+    "cause",
+    "result",
+    "signal",
+    "sender",
+    "origin",
+    "version",
+    "config_hash",
 ];
 
 fn promtool(args: &[&str]) -> (bool, String) {
@@ -1456,7 +1492,7 @@ fn promtool_checks_the_rules_and_their_tests_cover_every_alert() {
         .into_iter()
         .map(|r| r.name)
         .collect();
-    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    assert_eq!(alerts.len(), 8, "{alerts:?}");
     for a in &alerts {
         assert!(firing.contains(a), "no promtool test where {a} fires");
         assert!(

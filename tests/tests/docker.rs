@@ -409,6 +409,12 @@ fn lamp_under_supervisor() {
     );
 
     // A second start needs no crash recovery: the first run ended with a normal shutdown.
+    let apache_running = |ev: &[Value]| {
+        ev.iter()
+            .filter(|e| kind(e) == "running" && program(e) == "apache2")
+            .count()
+    };
+    let before = apache_running(&s.events());
     s.ok("docker start lamp-test");
     s.until(
         "docker exec lamp-test mysql -e 'SELECT VERSION()'",
@@ -435,7 +441,11 @@ fn lamp_under_supervisor() {
         );
     }
 
-    // A program gone FATAL makes the container unhealthy.
+    // A program gone FATAL makes the container unhealthy. apache2 starts once MariaDB is
+    // ready, which is also when the query above first answers: wait until it runs again.
+    s.wait_events("apache2 RUNNING in the second run", WAIT, |ev| {
+        apache_running(ev) > before
+    });
     s.ok("docker exec lamp-test chmod -x /usr/local/bin/apache2-foreground");
     s.ok("docker exec lamp-test sh -c 'kill $(pgrep -o apache2)'");
     s.wait_events("apache2 FATAL", WAIT, |ev| {

@@ -81,7 +81,7 @@ fn exits_name_who_killed_them() {
         format!("exited: web (terminated by SIGTERM; not expected) after SIGTERM from pid {kill_pid} 'assassin' uid 0")
     );
     let body = http_get(&addr, "/metrics").body;
-    let series = "supervisor_program_signals_total{program=\"web\",signal=\"SIGTERM\",sender=\"assassin\"} 1";
+    let series = "supervisor_program_signals_total{program=\"web\",signal=\"SIGTERM\",sender=\"assassin\",origin=\"inside\"} 1";
     assert!(body.contains(series), "{body}");
 
     // 2. A signal the program ignores: recorded as received (ignored), and no exit.

@@ -21,8 +21,9 @@ use serde::Serialize;
 /// Default address of the HTTP endpoint (`/metrics`, `/healthz`, ...): reachable from outside the
 /// container so Prometheus can scrape it.
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9469";
-/// Default control socket.
-pub const DEFAULT_SOCKET: &str = "/run/supervisor.sock";
+/// Default control socket: not supervisord's customary `/var/run/supervisor.sock` (`/var/run` is `/run`): a `.conf` that
+/// serves XML-RPC there for `supervisorctl` keeps it, and our control socket lives beside it.
+pub const DEFAULT_SOCKET: &str = "/run/supervisor-control.sock";
 /// Default global shutdown budget: below Docker's 10 s so `docker stop` never needs SIGKILL.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
 
@@ -43,6 +44,22 @@ pub struct Config {
     /// Unknown keys and sections that supervisord ignores and so does this supervisor, each with
     /// file:line; logged at start-up; `check --strict` refuses them.
     pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// A short, stable fingerprint of the effective configuration (settings, programs, event
+    /// listeners — not the notices), for `supervisor_build_info{config_hash}`: pods whose hash
+    /// differs run different configs. FNV-1a 64 over its JSON form, as 16 hex digits.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(&(&self.settings, &self.programs, &self.eventlisteners))
+            .unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
 }
 
 /// One `[eventlistener:x]` pool: supervisord's event listener processes and what they subscribe

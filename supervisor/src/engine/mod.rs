@@ -1124,6 +1124,7 @@ impl Engine {
                 return Err(msg);
             }
         };
+        let hash = new.hash();
         let now = Instant::now();
         let (mut added, mut changed, mut removed, mut unchanged) = (vec![], vec![], vec![], vec![]);
         for i in 0..self.slots.len() {
@@ -1171,7 +1172,8 @@ impl Engine {
                 v.join(", ")
             }
         };
-        self.notice_kind(
+        let mut e = Event::new(
+            Level::Info,
             Kind::Reloaded,
             format!(
                 "reloaded {}: added {}; changed {}; removed {}; unchanged {}",
@@ -1182,6 +1184,8 @@ impl Engine {
                 unchanged.len()
             ),
         );
+        e.config_hash = Some(hash);
+        self.bus.emit(e);
         Ok(handle::ReloadSummary {
             added,
             changed,
@@ -1194,10 +1198,6 @@ impl Engine {
     fn sort_slots(&mut self) {
         self.slots
             .sort_by(|a, b| plan::start_key(&a.prog.spec).cmp(&plan::start_key(&b.prog.spec)));
-    }
-
-    fn notice_kind(&self, kind: Kind, msg: String) {
-        self.bus.emit(Event::new(Level::Info, kind, msg));
     }
 
     /// Housekeeping after every input: forget removed programs, move a shutdown along.

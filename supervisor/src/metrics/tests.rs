@@ -151,7 +151,7 @@ fn every_series_exists_as_soon_as_a_program_is_added() {
         value(
             &text,
             &format!(
-                r#"supervisor_build_info{{version="{}"}}"#,
+                r#"supervisor_build_info{{version="{}",config_hash=""}}"#,
                 env!("CARGO_PKG_VERSION")
             )
         ),
@@ -559,4 +559,69 @@ fn own_process_metrics_come_from_proc_self() {
         start > now - 3600.0 && start <= now + 1.0,
         "start {start}, now {now}"
     );
+}
+
+fn observed(name: &str, sender: &str, outside: Option<bool>) -> Event {
+    let mut e = program_event(Kind::SignalObserved, name, None, State::Running);
+    e.signal = Some("SIGTERM".into());
+    e.sender = Some(sender.into());
+    e.killed_by = Some(vec![crate::event::KilledBy {
+        signal: "SIGTERM".into(),
+        code: "SI_USER".into(),
+        result: "delivered".into(),
+        sender_pid: outside.map(|o| if o { 0 } else { 7 }),
+        sender_comm: Some(sender.into()),
+        sender_uid: Some(0),
+        sender_ppid: None,
+        sender_parent_comm: None,
+        outside_namespace: outside,
+        from_process: sender != "kernel",
+        reason: None,
+        count: 1,
+        target: None,
+        target_pid: None,
+        before_exit_s: None,
+        text: "SIGTERM".into(),
+    }]);
+    e
+}
+
+#[test]
+fn signals_say_whether_they_came_from_outside_and_build_info_has_the_config_hash() {
+    let m = Metrics::new();
+    m.set_config_hash("00000000000000aa".into());
+    m.record(&added("web", None));
+    m.record(&observed("web", "kill", Some(true)));
+    m.record(&observed("web", "kill", Some(true)));
+    m.record(&observed("web", "kill", Some(false)));
+    m.record(&observed("web", "supervisor", Some(false)));
+    m.record(&observed("web", "kernel", None));
+    let text = render(&m);
+    let series = |sender: &str, origin: &str| {
+        format!(
+            r#"supervisor_program_signals_total{{program="web",signal="SIGTERM",sender="{sender}",origin="{origin}"}}"#
+        )
+    };
+    assert_eq!(
+        value(&text, &series("kill", "outside")),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(value(&text, &series("kill", "inside")), Some(1.0));
+    assert_eq!(value(&text, &series("supervisor", "supervisor")), Some(1.0));
+    assert_eq!(value(&text, &series("kernel", "kernel")), Some(1.0));
+    let info = format!(
+        r#"supervisor_build_info{{version="{}",config_hash="00000000000000aa"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(value(&text, &info), Some(1.0), "{text}");
+    // A reload brings the new configuration's hash.
+    let mut reloaded = Event::new(Level::Info, Kind::Reloaded, "reloaded".to_string());
+    reloaded.config_hash = Some("00000000000000bb".into());
+    m.record(&reloaded);
+    let text = render(&m);
+    assert_eq!(value(&text, &info.replace("aa", "bb")), Some(1.0), "{text}");
+    if let Some(complaints) = promtool_complaints(&text) {
+        assert!(complaints.is_empty(), "{complaints}");
+    }
 }
