@@ -344,7 +344,10 @@ fn every_command_over_the_socket_and_the_port() {
     assert_eq!(code, 0, "update: {out}");
     let status = wait_for("fresh RUNNING and idle gone", || {
         let (_, s) = ctl_c(&conf, &["status"]);
-        (s.contains("fresh ") && s.contains(" RUNNING ") && !s.contains("idle ")).then_some(s)
+        let fresh_running = s
+            .lines()
+            .any(|l| l.starts_with("fresh ") && l.contains(" RUNNING "));
+        (fresh_running && !s.contains("idle ")).then_some(s)
     });
     assert!(
         status

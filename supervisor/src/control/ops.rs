@@ -63,6 +63,19 @@ pub async fn action(
     };
     if matches!(action, Control::Stop | Control::Restart) {
         let (running, idle): (Vec<_>, Vec<_>) = targets.iter().partition(|p| alive(p));
+        // An EXITED program may have its restart pending (the engine waits for the old
+        // process's pipes first): the stop drops it. Nothing to wait for either way.
+        let exited: Vec<String> = idle
+            .iter()
+            .filter(|p| p.state == State::Exited)
+            .map(|p| p.name.clone())
+            .collect();
+        if !exited.is_empty() {
+            handle
+                .control(Control::Stop, exited)
+                .await
+                .map_err(|e| (409, e))?;
+        }
         if action == Control::Stop {
             for p in idle {
                 out.push(Outcome {

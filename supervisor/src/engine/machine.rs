@@ -156,6 +156,21 @@ impl Program {
         e
     }
 
+    /// A stop request found the program EXITED with its restart pending (waiting for the old
+    /// process's pipes): the restart is dropped and the program is STOPPED.
+    pub fn restart_cancelled(&mut self) -> Vec<Event> {
+        if self.state != State::Exited {
+            return vec![];
+        }
+        let from = self.set(State::Stopped);
+        vec![self.event(
+            Level::Info,
+            Kind::Stopped,
+            from,
+            format!("stopped: {} (its restart was pending)", self.spec.name),
+        )]
+    }
+
     fn set(&mut self, state: State) -> State {
         std::mem::replace(&mut self.state, state)
     }

@@ -216,6 +216,8 @@ impl Engine {
 
     /// Runs until everything is stopped; returns the process exit code.
     pub async fn run(mut self, signals: signals::Signals) -> i32 {
+        /// Inputs handled between two turns given to the runtime's other tasks.
+        const YIELD_EVERY: u32 = 16;
         if !self.is_pid1 {
             if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
                 self.notice(Level::Warn, format!("could not become a child subreaper ({e}); orphans of programs will not be reaped by the supervisor"));
@@ -230,10 +232,18 @@ impl Engine {
                 self.perform(i, actions);
             }
         }
+        let mut inputs: u32 = 0;
         loop {
             self.after_step();
             if let Some(code) = self.finished() {
                 return code;
+            }
+            // In a crash loop some input is always ready (the pidfds are polled here, outside
+            // tokio's cooperative budget): give the runtime's other tasks — HTTP, the control
+            // socket, output readers, a scrape's result — their turn every so many inputs.
+            inputs = inputs.wrapping_add(1);
+            if inputs % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
             }
             let deadline = self.next_deadline();
             tokio::select! {
@@ -876,9 +886,15 @@ impl Engine {
                 handle::Control::Start => (vec![], self.slots[i].prog.start()),
                 handle::Control::Stop => {
                     self.slots[i].prog.waiting = false;
-                    self.slots[i].pipes.cancel_spawn();
+                    let mut events = if self.slots[i].pipes.cancel_spawn() {
+                        self.slots[i].prog.restart_cancelled()
+                    } else {
+                        vec![]
+                    };
                     self.stop_leftovers(i);
-                    self.slots[i].prog.stop(now, AfterStop::Stay)
+                    let (more, actions) = self.slots[i].prog.stop(now, AfterStop::Stay);
+                    events.extend(more);
+                    (events, actions)
                 }
                 handle::Control::Restart => self.slots[i].prog.stop(now, AfterStop::Start),
             };

@@ -74,10 +74,10 @@ impl Pipes {
         true
     }
 
-    /// Forgets a pending spawn (the program was stopped meanwhile).
-    pub fn cancel_spawn(&mut self) {
-        self.spawn_pending = false;
+    /// Forgets a pending spawn (the program was stopped meanwhile); true when one was pending.
+    pub fn cancel_spawn(&mut self) -> bool {
         self.deadline = None;
+        std::mem::take(&mut self.spawn_pending)
     }
 
     pub fn deadline(&self) -> Option<Instant> {
